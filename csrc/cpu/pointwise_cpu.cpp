@@ -1,0 +1,42 @@
+#include "pointwise_cpu.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+
+#include <algorithm>
+
+namespace fusedlstm::cpu {
+
+namespace {
+// Units (one hidden unit of one row) per task: below this a step's pointwise pass runs on one
+// thread, since a fork/join costs a few microseconds and a vectorised unit a few nanoseconds.
+constexpr int64_t kUnitsPerTask = 8192;
+
+int64_t rows_per_task(int64_t hidden) { return std::max<int64_t>(1, kUnitsPerTask / hidden); }
+}  // namespace
+
+const RowKernels& selected_row_kernels() {
+  static const RowKernels kernels = [] {
+#if defined(FUSEDLSTM_X86_KERNELS)
+    const std::string capability = at::get_cpu_capability();
+    if (capability == "AVX512") return row_kernels_avx512();
+    if (capability == "AVX2") return row_kernels_avx2();
+#endif
+    return row_kernels_default();
+  }();
+  return kernels;
+}
+
+void CpuPointwise::forward(const PointwiseForwardArgs& args) {
+  const ForwardRowsFn kernel = selected_row_kernels().forward;
+  at::parallel_for(0, args.rows, rows_per_task(args.hidden),
+                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+
+void CpuPointwise::backward(const PointwiseBackwardArgs& args) {
+  const BackwardRowsFn kernel = selected_row_kernels().backward;
+  at::parallel_for(0, args.rows, rows_per_task(args.hidden),
+                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+
+}  // namespace fusedlstm::cpu

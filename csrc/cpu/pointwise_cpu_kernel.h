@@ -1,0 +1,92 @@
+// The CPU pointwise kernels, compiled once per vector capability (see pointwise_cpu_*.cpp): the
+// including file defines CPU_CAPABILITY (DEFAULT, AVX2, AVX512) and the matching target, so
+// at::vec::Vectorized<float> is the native vector and everything here lives in a namespace of
+// that name. The math itself is cell_math.h, instantiated for Vectorized<float> and for scalars.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <fusedlstm/cell_math.h>
+#include <fusedlstm/pointwise_units.h>
+
+#include "pointwise_cpu.h"
+
+namespace fusedlstm {
+
+// Vector activations: Sleef's exp/tanh under AVX2/AVX-512 (accurate to 1 ulp), std:: per lane in
+// the DEFAULT build.
+template <>
+struct Activations<at::vec::Vectorized<float>> {
+  using Vec = at::vec::Vectorized<float>;
+  static inline Vec sigmoid(Vec x) { return Vec(1.0f) / (Vec(1.0f) + x.neg().exp()); }
+  static inline Vec tanh(Vec x) { return x.tanh(); }
+};
+
+namespace cpu {
+inline namespace CPU_CAPABILITY {
+
+// The native float vector as a lane policy for pointwise_units.h.
+struct FloatVectorLanes {
+  using Compute = at::vec::Vectorized<float>;
+  static constexpr int64_t width = Compute::size();
+  static Compute load(const float* p) { return Compute::loadu(p); }
+  static void store(float* p, Compute v) { v.store(p); }
+};
+
+// Runs `units(args, row, j)` over every unit of the rows: whole vectors first, then a scalar tail
+// for H not a multiple of the vector width.
+template <typename scalar_t, template <typename, typename> class Units, typename Args>
+inline void for_each_unit(const Args& a, int64_t row_begin, int64_t row_end) {
+  using Scalar = ScalarLanes<scalar_t>;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    int64_t j = 0;
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      for (; j + FloatVectorLanes::width <= a.hidden; j += FloatVectorLanes::width) {
+        Units<float, FloatVectorLanes>::run(a, row, j);
+      }
+    }
+    for (; j < a.hidden; ++j) Units<scalar_t, Scalar>::run(a, row, j);
+  }
+}
+
+template <typename scalar_t, typename L>
+struct ForwardUnits {
+  static void run(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
+    forward_units<scalar_t, L>(a, row, j);
+  }
+};
+
+template <typename scalar_t, typename L>
+struct BackwardUnits {
+  static void run(const PointwiseBackwardArgs& a, int64_t row, int64_t j) {
+    backward_units<scalar_t, L>(a, row, j);
+  }
+};
+
+template <template <typename, typename> class Units, typename Args>
+void dispatch_rows(const Args& a, int64_t row_begin, int64_t row_end) {
+  switch (a.dtype) {
+    case c10::ScalarType::Float:
+      return for_each_unit<float, Units>(a, row_begin, row_end);
+    case c10::ScalarType::Double:
+      return for_each_unit<double, Units>(a, row_begin, row_end);
+    case c10::ScalarType::BFloat16:
+      return for_each_unit<c10::BFloat16, Units>(a, row_begin, row_end);
+    case c10::ScalarType::Half:
+      return for_each_unit<c10::Half, Units>(a, row_begin, row_end);
+    default:
+      TORCH_CHECK(false, "fusedlstm: no CPU pointwise kernel for dtype ", a.dtype);
+  }
+}
+
+inline void forward_rows(const PointwiseForwardArgs& a, int64_t row_begin, int64_t row_end) {
+  dispatch_rows<ForwardUnits>(a, row_begin, row_end);
+}
+
+inline void backward_rows(const PointwiseBackwardArgs& a, int64_t row_begin, int64_t row_end) {
+  dispatch_rows<BackwardUnits>(a, row_begin, row_end);
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace fusedlstm

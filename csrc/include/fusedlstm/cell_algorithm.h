@@ -1,0 +1,91 @@
+// One LSTM step (the `lstm_cell` ops), written once for every device. `Pointwise` is the device's
+// fused pointwise back-end (see pointwise.h); the GEMMs are ATen calls on the current device.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <fusedlstm/checks.h>
+#include <fusedlstm/pointwise.h>
+
+#include <tuple>
+
+namespace fusedlstm {
+
+// Returns (h', c', gates) where gates holds the activated gates (B, 4H) the backward needs.
+template <class Pointwise>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
+    const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
+    const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+    const c10::optional<at::Tensor>& b_hh) {
+  constexpr const char* op = "fusedlstm::lstm_cell";
+  const WeightShapes shape = check_weights(w_ih, w_hh, b_ih, b_hh, c10::nullopt, op);
+  check_dim(input, 2, op, "input");
+  check_like(input, w_ih, op, "input", "w_ih");
+  check_size(input, 1, shape.input_size, op, "input", "feature size (input_size)");
+  const int64_t B = input.size(0);
+  const int64_t H = shape.hidden;
+  check_state(hx, B, H, input, op, "hx");
+  check_state(cx, B, H, input, op, "cx");
+
+  at::Tensor gates = at::empty({B, 4 * H}, input.options());
+  if (b_ih.has_value() || b_hh.has_value()) {
+    const at::Tensor bias = b_ih.has_value() && b_hh.has_value() ? *b_ih + *b_hh
+                            : b_ih.has_value()                  ? *b_ih
+                                                                : *b_hh;
+    at::addmm_out(gates, bias, input, w_ih.t());
+  } else {
+    at::mm_out(gates, input, w_ih.t());
+  }
+  at::addmm_out(gates, gates, hx, w_hh.t());
+
+  const at::Tensor c_prev = cx.contiguous();
+  at::Tensor hy = at::empty({B, H}, input.options());
+  at::Tensor cy = at::empty({B, H}, input.options());
+  if (B > 0) {
+    Pointwise::forward(PointwiseForwardArgs{input.scalar_type(), B, H, gates.data_ptr(),
+                                            c_prev.const_data_ptr(), cy.data_ptr(), nullptr,
+                                            hy.data_ptr(), H, nullptr, 0});
+  }
+  return {hy, cy, gates};
+}
+
+// Returns (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias); grad_bias is the
+// gradient of b_ih and of b_hh alike (they enter the gates as a sum).
+template <class Pointwise>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const at::Tensor& input,
+                   const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
+                   const at::Tensor& w_hh, const at::Tensor& cy, const at::Tensor& gates) {
+  constexpr const char* op = "fusedlstm::lstm_cell_backward";
+  const WeightShapes shape =
+      check_weights(w_ih, w_hh, c10::nullopt, c10::nullopt, c10::nullopt, op);
+  check_dim(input, 2, op, "input");
+  check_like(input, w_ih, op, "input", "w_ih");
+  check_size(input, 1, shape.input_size, op, "input", "feature size (input_size)");
+  const int64_t B = input.size(0);
+  const int64_t H = shape.hidden;
+  check_state(hx, B, H, input, op, "hx");
+  for (const auto& [t, name] : {std::pair{&grad_hy, "grad_hy"}, {&grad_cy, "grad_cy"},
+                                {&cx, "cx"}, {&cy, "cy"}}) {
+    check_state(*t, B, H, input, op, name);
+  }
+  check_state(gates, B, 4 * H, input, op, "gates");
+
+  const at::Tensor grad_h = grad_hy.contiguous();
+  const at::Tensor grad_c = grad_cy.contiguous();
+  const at::Tensor saved_gates = gates.contiguous();
+  const at::Tensor c = cy.contiguous();
+  const at::Tensor c_prev = cx.contiguous();
+  at::Tensor grad_gates = at::empty({B, 4 * H}, input.options());
+  at::Tensor grad_cx = at::empty({B, H}, input.options());
+  if (B > 0) {
+    Pointwise::backward(PointwiseBackwardArgs{
+        input.scalar_type(), B, H, grad_h.const_data_ptr(), H, nullptr, 0,
+        grad_c.const_data_ptr(), grad_cx.data_ptr(), saved_gates.const_data_ptr(),
+        c.const_data_ptr(), c_prev.const_data_ptr(), grad_gates.data_ptr()});
+  }
+  return {at::mm(grad_gates, w_ih), at::mm(grad_gates, w_hh), grad_cx,
+          at::mm(grad_gates.t(), input), at::mm(grad_gates.t(), hx), grad_gates.sum(0)};
+}
+
+}  // namespace fusedlstm

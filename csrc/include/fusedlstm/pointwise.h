@@ -1,0 +1,45 @@
+// The contract between the device-agnostic time loop and a device's fused pointwise pass.
+//
+// Framework-free on purpose: raw pointers, sizes and row strides, so a back-end (the CPU loop or a
+// CUDA launcher) needs no tensor machinery. Every buffer is row-major; `rows` is the number of
+// active batch rows of the step and `hidden` is H. Gate buffers have 4H columns in the order
+// i, f, g, o. Element counts can pass 2^31, so every offset is int64_t.
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+
+namespace fusedlstm {
+
+struct PointwiseForwardArgs {
+  c10::ScalarType dtype;
+  int64_t rows;
+  int64_t hidden;
+  void* gates;           // (rows, 4H): in, gate pre-activations; out, activated gates
+  const void* c_prev;    // (rows, H)
+  void* c_out;           // (rows, H); may alias c_prev (each unit reads before it writes)
+  void* c_saved;         // (rows, H) or nullptr: a second copy of c_t kept for the backward
+  void* h_out;           // (rows, h_out_stride)
+  int64_t h_out_stride;
+  void* h_copy;          // (rows, h_copy_stride) or nullptr: a second copy of h_t
+  int64_t h_copy_stride;
+};
+
+struct PointwiseBackwardArgs {
+  c10::ScalarType dtype;
+  int64_t rows;
+  int64_t hidden;
+  const void* grad_h;        // (rows, grad_h_stride): dL/dh_t
+  int64_t grad_h_stride;
+  const void* grad_h_extra;  // (rows, grad_h_extra_stride) or nullptr: added to grad_h
+  int64_t grad_h_extra_stride;
+  const void* grad_c;        // (rows, H): dL/dc_t from later steps
+  void* grad_c_prev;         // (rows, H): dL/dc_{t-1}; may alias grad_c
+  const void* gates;         // (rows, 4H): activated gates saved by the forward
+  const void* c;             // (rows, H): c_t
+  const void* c_prev;        // (rows, H): c_{t-1}
+  void* grad_gates;          // (rows, 4H): dL/d(gate pre-activations)
+};
+
+}  // namespace fusedlstm

@@ -1,0 +1,76 @@
+// The per-unit body of the fused pointwise passes, shared by the CPU kernels and the CUDA kernels:
+// address one hidden unit (or one vector of units) of one row, load the gates and state, run
+// cell_math.h, store the results. A back-end only decides which (row, j) to visit and with which
+// lane policy: ScalarLanes here (CUDA threads, CPU tails) or a CPU vector policy.
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
+
+#include <fusedlstm/cell_math.h>
+#include <fusedlstm/pointwise.h>
+
+#include <cstdint>
+
+namespace fusedlstm {
+
+// One unit at a time in the op-math type (float for bfloat16/float16, as ATen accumulates).
+template <typename scalar_t>
+struct ScalarLanes {
+  using Compute = at::opmath_type<scalar_t>;
+  static constexpr int64_t width = 1;
+  static C10_HOST_DEVICE inline Compute load(const scalar_t* p) {
+    return static_cast<Compute>(*p);
+  }
+  static C10_HOST_DEVICE inline void store(scalar_t* p, Compute v) {
+    *p = static_cast<scalar_t>(v);
+  }
+};
+
+// Forward of units [j, j + L::width) of one row. Offsets are 64-bit: row * 4H passes 2^31 for
+// large B * H.
+template <typename scalar_t, typename L>
+C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
+  const int64_t H = a.hidden;
+  scalar_t* gates = static_cast<scalar_t*>(a.gates) + row * 4 * H + j;
+  const int64_t unit = row * H + j;
+  const auto out = cell_forward<typename L::Compute>(
+      L::load(gates), L::load(gates + H), L::load(gates + 2 * H), L::load(gates + 3 * H),
+      L::load(static_cast<const scalar_t*>(a.c_prev) + unit));
+  L::store(gates, out.input_gate);
+  L::store(gates + H, out.forget_gate);
+  L::store(gates + 2 * H, out.cell_gate);
+  L::store(gates + 3 * H, out.output_gate);
+  L::store(static_cast<scalar_t*>(a.c_out) + unit, out.c);
+  if (a.c_saved) L::store(static_cast<scalar_t*>(a.c_saved) + unit, out.c);
+  L::store(static_cast<scalar_t*>(a.h_out) + row * a.h_out_stride + j, out.h);
+  if (a.h_copy) L::store(static_cast<scalar_t*>(a.h_copy) + row * a.h_copy_stride + j, out.h);
+}
+
+// Backward of units [j, j + L::width) of one row.
+template <typename scalar_t, typename L>
+C10_HOST_DEVICE inline void backward_units(const PointwiseBackwardArgs& a, int64_t row,
+                                           int64_t j) {
+  using C = typename L::Compute;
+  const int64_t H = a.hidden;
+  const scalar_t* gates = static_cast<const scalar_t*>(a.gates) + row * 4 * H + j;
+  const int64_t unit = row * H + j;
+  C grad_h = L::load(static_cast<const scalar_t*>(a.grad_h) + row * a.grad_h_stride + j);
+  if (a.grad_h_extra) {
+    grad_h = grad_h + L::load(static_cast<const scalar_t*>(a.grad_h_extra) +
+                              row * a.grad_h_extra_stride + j);
+  }
+  const auto out = cell_backward<C>(
+      grad_h, L::load(static_cast<const scalar_t*>(a.grad_c) + unit), L::load(gates),
+      L::load(gates + H), L::load(gates + 2 * H), L::load(gates + 3 * H),
+      L::load(static_cast<const scalar_t*>(a.c) + unit),
+      L::load(static_cast<const scalar_t*>(a.c_prev) + unit));
+  scalar_t* grad_gates = static_cast<scalar_t*>(a.grad_gates) + row * 4 * H + j;
+  L::store(grad_gates, out.grad_pre_i);
+  L::store(grad_gates + H, out.grad_pre_f);
+  L::store(grad_gates + 2 * H, out.grad_pre_g);
+  L::store(grad_gates + 3 * H, out.grad_pre_o);
+  L::store(static_cast<scalar_t*>(a.grad_c_prev) + unit, out.grad_c_prev);
+}
+
+}  // namespace fusedlstm

@@ -1,0 +1,28 @@
+// Every op schema of the `fusedlstm` namespace, in one place. Device implementations register in
+// cpu/ops_cpu.cpp and cuda/ops_cuda.cpp; fake kernels and autograd in fusedlstm/ops.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY(fusedlstm, m) {
+  // One step: returns (h', c', gates) with gates the activated gates (B, 4H) kept for backward.
+  m.def(
+      "lstm_cell(Tensor input, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh) -> (Tensor, Tensor, Tensor)");
+  // Returns (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias).
+  m.def(
+      "lstm_cell_backward(Tensor grad_hy, Tensor grad_cy, Tensor input, Tensor hx, Tensor cx, "
+      "Tensor w_ih, Tensor w_hh, Tensor cy, Tensor gates) -> (Tensor, Tensor, Tensor, Tensor, "
+      "Tensor, Tensor)");
+  // One direction of one layer over a sequence: input (T, B, I), or packed data (N, I) with
+  // batch_sizes. Returns (output, h_n, c_n, gates, cells); gates and cells are empty unless train.
+  m.def(
+      "lstm_layer(Tensor input, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool train) -> (Tensor, "
+      "Tensor, Tensor, Tensor, Tensor)");
+  // Returns (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr);
+  // grad_w_hr is empty without a projection.
+  m.def(
+      "lstm_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor input, "
+      "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, "
+      "bool reverse, Tensor output, Tensor gates, Tensor cells) -> (Tensor, Tensor, Tensor, "
+      "Tensor, Tensor, Tensor, Tensor)");
+}

@@ -1,0 +1,12 @@
+"""fusedlstm: fused-gate LSTM kernels behind drop-in replacements for torch.nn.LSTM and
+torch.nn.LSTMCell, registered as torch.ops.fusedlstm.* custom ops."""
+
+from . import _loader
+
+CUDA_LOADED = _loader.load()
+
+from . import functional, ops  # noqa: E402  (the ops must be loaded first)
+from .modules import LSTM, LSTMCell, replace_lstm  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "LSTMCell", "replace_lstm", "functional", "ops", "CUDA_LOADED"]

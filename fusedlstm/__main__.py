@@ -1,0 +1,32 @@
+"""`python -m fusedlstm`: what this build of fusedlstm is and where it runs."""
+
+import platform
+
+import torch
+
+import fusedlstm
+from fusedlstm import _build_info
+
+
+def main() -> None:
+    rows = [
+        ("fusedlstm", fusedlstm.__version__),
+        ("torch", torch.__version__),
+        ("python", platform.python_version()),
+        ("built with torch", _build_info.BUILT_WITH_TORCH),
+        ("CUDA kernels compiled", _build_info.CUDA_COMPILED),
+        ("CUDA kernels loaded", fusedlstm.CUDA_LOADED),
+        ("CUDA archs", ";".join(_build_info.CUDA_ARCHS) or "-"),
+        ("built with CUDA", _build_info.BUILT_WITH_CUDA or "-"),
+        ("debug build", _build_info.DEBUG),
+        ("GPU available", torch.cuda.is_available()),
+        ("CPU kernel capability", torch.backends.cpu.get_cpu_capability()),
+        ("CPU threads (torch.get_num_threads)", torch.get_num_threads()),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Loads the compiled extensions, which register the torch.ops.fusedlstm.* ops."""
+
+import warnings
+from pathlib import Path
+
+import torch
+
+_HERE = Path(__file__).parent
+
+
+def _find(stem: str) -> Path | None:
+    matches = sorted(_HERE.glob(f"{stem}.*.so")) + sorted(_HERE.glob(f"{stem}.so"))
+    return matches[0] if matches else None
+
+
+def load() -> bool:
+    """Loads _C (schemas + CPU kernels) and, when built, _C_cuda. Returns whether CUDA loaded."""
+    cpu = _find("_C")
+    if cpu is None:
+        raise ImportError(
+            f"fusedlstm: the compiled extension (_C*.so) is missing from {_HERE}; build it with "
+            "`pip install --no-build-isolation -e .` (or `make test`)"
+        )
+    torch.ops.load_library(str(cpu))
+    cuda = _find("_C_cuda")
+    if cuda is None:
+        return False
+    try:
+        torch.ops.load_library(str(cuda))
+    except OSError as error:  # e.g. a CUDA build of fusedlstm under a CPU-only torch
+        warnings.warn(f"fusedlstm: CUDA kernels not loaded ({error}); CPU only", stacklevel=2)
+        return False
+    return True

@@ -1,0 +1,170 @@
+"""Drop-in replacements for torch.nn.LSTM and torch.nn.LSTMCell, and replace_lstm()."""
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import functional
+
+_Hidden = tuple[Tensor, Tensor]
+
+
+class LSTM(nn.RNNBase):
+    """torch.nn.LSTM's contract (arguments, parameters, state_dict, inputs, outputs, errors),
+    computed by the fusedlstm kernels.
+
+    Subclasses nn.RNNBase rather than nn.LSTM because torch.compile refuses every nn.LSTM
+    instance (subclasses too), and compiling with fullgraph=True is one of our promises; so
+    `isinstance(m, nn.LSTM)` is False while `isinstance(m, nn.RNNBase)` is True.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__("LSTM", *args, **kwargs)
+
+    def get_expected_cell_size(self, input: Tensor, batch_sizes: Tensor | None):
+        if batch_sizes is not None:
+            mini_batch = int(batch_sizes[0])
+        else:
+            mini_batch = input.size(0) if self.batch_first else input.size(1)
+        directions = 2 if self.bidirectional else 1
+        return (self.num_layers * directions, mini_batch, self.hidden_size)
+
+    def check_forward_args(self, input: Tensor, hidden: _Hidden, batch_sizes: Tensor | None):
+        self.check_input(input, batch_sizes)
+        self.check_hidden_size(
+            hidden[0],
+            self.get_expected_hidden_size(input, batch_sizes),
+            "Expected hidden[0] size {}, got {}",
+        )
+        self.check_hidden_size(
+            hidden[1],
+            self.get_expected_cell_size(input, batch_sizes),
+            "Expected hidden[1] size {}, got {}",
+        )
+
+    def permute_hidden(self, hx: _Hidden, permutation: Tensor | None) -> _Hidden:
+        if permutation is None:
+            return hx
+        return hx[0].index_select(1, permutation), hx[1].index_select(1, permutation)
+
+    def forward(self, input, hx: _Hidden | None = None):
+        """input: (T, B, I) (or (B, T, I) with batch_first), unbatched (T, I), or a
+        PackedSequence; hx: optional (h_0, c_0). Returns (output, (h_n, c_n)) like nn.LSTM."""
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            data, batch_sizes, sorted_indices, unsorted_indices = input
+            is_batched = True
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
+            data, batch_sizes, sorted_indices, unsorted_indices = input, None, None, None
+            is_batched = input.dim() == 3
+            if not is_batched:
+                data = data.unsqueeze(0 if self.batch_first else 1)
+
+        if hx is not None:
+            if is_batched and (hx[0].dim() != 3 or hx[1].dim() != 3):
+                raise RuntimeError(
+                    "For batched 3-D input, hx and cx should also be 3-D but got "
+                    f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                )
+            if not is_batched:
+                if hx[0].dim() != 2 or hx[1].dim() != 2:
+                    raise RuntimeError(
+                        "For unbatched 2-D input, hx and cx should also be 2-D but got "
+                        f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
+                    )
+                hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
+            self.check_forward_args(data, hx, batch_sizes)
+            hx = self.permute_hidden(hx, sorted_indices)
+        else:
+            self.check_input(data, batch_sizes)
+
+        # Read the parameters by name on every call (not a cached list), so that
+        # torch.func.functional_call and re-assigned parameters are honoured.
+        weights = [getattr(self, name) for name in self._flat_weights_names]
+        output, (h_n, c_n) = functional.lstm(
+            data,
+            hx,
+            weights,
+            num_layers=self.num_layers,
+            bias=self.bias,
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            training=self.training,
+            bidirectional=self.bidirectional,
+            proj_size=self.proj_size,
+            batch_sizes=batch_sizes,
+        )
+        if packed:
+            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return output, self.permute_hidden((h_n, c_n), unsorted_indices)
+        if not is_batched:
+            output = output.squeeze(0 if self.batch_first else 1)
+            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
+        return output, (h_n, c_n)
+
+
+class LSTMCell(nn.RNNCellBase):
+    """torch.nn.LSTMCell's contract, computed by the fusedlstm kernels."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, device=None,
+                 dtype=None) -> None:
+        super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
+
+    def forward(self, input: Tensor, hx: _Hidden | None = None) -> _Hidden:
+        """input: (B, I) or unbatched (I,); hx: optional (h, c). Returns (h', c')."""
+        if input.dim() not in (1, 2):
+            raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for index, value in enumerate(hx):
+                if value.dim() not in (1, 2):
+                    raise ValueError(
+                        f"LSTMCell: Expected hx[{index}] to be 1D or 2D, got {value.dim()}D instead"
+                    )
+        is_batched = input.dim() == 2
+        if not is_batched:
+            input = input.unsqueeze(0)
+        if hx is None:
+            zeros = input.new_zeros((input.size(0), self.hidden_size))
+            hx = (zeros, zeros)
+        elif not is_batched:
+            hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0))
+        h, c = functional.lstm_cell(
+            input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+        )
+        if not is_batched:
+            return h.squeeze(0), c.squeeze(0)
+        return h, c
+
+
+def _convert(module: nn.Module) -> nn.Module:
+    """A fusedlstm module holding the very same Parameter objects (so optimizers keep working)."""
+    if isinstance(module, nn.LSTM):
+        new = LSTM(
+            module.input_size, module.hidden_size, module.num_layers, module.bias,
+            module.batch_first, module.dropout, module.bidirectional, module.proj_size,
+            device="meta",
+        )
+        names = module._flat_weights_names
+    elif isinstance(module, nn.LSTMCell):
+        new = LSTMCell(module.input_size, module.hidden_size, module.bias, device="meta")
+        names = [name for name, _ in module.named_parameters(recurse=False)]
+    else:
+        return module
+    for name in names:
+        setattr(new, name, getattr(module, name))
+    new.train(module.training)
+    return new
+
+
+def replace_lstm(model: nn.Module) -> nn.Module:
+    """Swaps every nn.LSTM / nn.LSTMCell inside `model` (or `model` itself) for the fusedlstm
+    equivalent, keeping the weights (the same Parameter objects), device, dtype and mode.
+    Returns the model."""
+    converted = _convert(model)
+    if converted is not model:
+        return converted
+    for name, child in model.named_children():
+        setattr(model, name, replace_lstm(child))
+    return model

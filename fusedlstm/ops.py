@@ -1,0 +1,196 @@
+"""Python side of the torch.ops.fusedlstm.* custom ops: fake kernels, autograd, thin wrappers.
+
+The schemas live in csrc/ops.cpp. Each backward calls the matching *_backward op, so eager,
+torch.compile and torch.library.opcheck all run the same kernels.
+"""
+
+import torch
+from torch import Tensor
+
+_ops = torch.ops.fusedlstm
+
+
+# ---- lstm_cell ------------------------------------------------------------------------------
+
+
+@torch.library.register_fake("fusedlstm::lstm_cell")
+def _lstm_cell_fake(input, hx, cx, w_ih, w_hh, b_ih, b_hh):
+    batch, hidden = input.shape[0], w_hh.shape[1]
+    return (
+        input.new_empty((batch, hidden)),
+        input.new_empty((batch, hidden)),
+        input.new_empty((batch, 4 * hidden)),
+    )
+
+
+@torch.library.register_fake("fusedlstm::lstm_cell_backward")
+def _lstm_cell_backward_fake(grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates):
+    return (
+        torch.empty_like(input),
+        torch.empty_like(hx),
+        torch.empty_like(cx),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_ih.new_empty((w_ih.shape[0],)),
+    )
+
+
+def _lstm_cell_setup_context(ctx, inputs, output):
+    input, hx, cx, w_ih, w_hh, b_ih, b_hh = inputs
+    _, cy, gates = output
+    ctx.mark_non_differentiable(gates)
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.save_for_backward(input, hx, cx, w_ih, w_hh, cy, gates)
+
+
+def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_gates):
+    input, hx, cx, w_ih, w_hh, cy, gates = ctx.saved_tensors
+    grad_hy = torch.zeros_like(cy) if grad_hy is None else grad_hy
+    grad_cy = torch.zeros_like(cy) if grad_cy is None else grad_cy
+    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias = _ops.lstm_cell_backward(
+        grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates
+    )
+    has_b_ih, has_b_hh = ctx.has_bias
+    return (
+        grad_input,
+        grad_hx,
+        grad_cx,
+        grad_w_ih,
+        grad_w_hh,
+        grad_bias if has_b_ih else None,
+        grad_bias if has_b_hh else None,
+    )
+
+
+torch.library.register_autograd(
+    "fusedlstm::lstm_cell", _lstm_cell_backward, setup_context=_lstm_cell_setup_context
+)
+
+
+def lstm_cell(
+    input: Tensor,
+    hx: Tensor,
+    cx: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One LSTM step on (B, I) input and (B, H) state; returns (h', c')."""
+    hy, cy, _ = _ops.lstm_cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    return hy, cy
+
+
+# ---- lstm_layer -----------------------------------------------------------------------------
+
+
+@torch.library.register_fake("fusedlstm::lstm_layer")
+def _lstm_layer_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+    hidden = w_ih.shape[0] // 4
+    proj = hidden if w_hr is None else w_hr.shape[0]
+    rows = input.shape[0] * input.shape[1] if batch_sizes is None else input.shape[0]
+    saved = (rows, 4 * hidden) if train else (0,)
+    cells = (rows, hidden) if train else (0,)
+    return (
+        input.new_empty((*input.shape[:-1], proj)),
+        input.new_empty(h0.shape),
+        input.new_empty(c0.shape),
+        input.new_empty(saved),
+        input.new_empty(cells),
+    )
+
+
+@torch.library.register_fake("fusedlstm::lstm_layer_backward")
+def _lstm_layer_backward_fake(
+    grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, reverse,
+    output, gates, cells,
+):
+    return (
+        torch.empty_like(input),
+        torch.empty_like(h0),
+        torch.empty_like(c0),
+        torch.empty_like(w_ih),
+        torch.empty_like(w_hh),
+        w_ih.new_empty((w_ih.shape[0],)),
+        torch.empty_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)),
+    )
+
+
+def _lstm_layer_setup_context(ctx, inputs, output):
+    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train = inputs
+    out, _, _, gates, cells = output
+    ctx.mark_non_differentiable(gates, cells)
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.has_proj = w_hr is not None
+    ctx.packed = batch_sizes is not None
+    ctx.reverse = reverse
+    ctx.train = train
+    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, out, gates, cells)
+
+
+def _lstm_layer_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
+    if not ctx.train:
+        raise RuntimeError(
+            "fusedlstm::lstm_layer was called with train=False, so it kept nothing for a "
+            "backward; call it with train=True (fusedlstm.ops.lstm_layer does this whenever "
+            "grad mode is on and an input requires grad)"
+        )
+    input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, out, gates, cells = ctx.saved_tensors
+    grad_output = torch.zeros_like(out) if grad_output is None else grad_output
+    grad_h_n = torch.zeros_like(h0) if grad_h_n is None else grad_h_n
+    grad_c_n = torch.zeros_like(c0) if grad_c_n is None else grad_c_n
+    grads = _ops.lstm_layer_backward(
+        grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes,
+        ctx.reverse, out, gates, cells,
+    )
+    grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr = grads
+    has_b_ih, has_b_hh = ctx.has_bias
+    return (
+        grad_input,
+        grad_h0,
+        grad_c0,
+        grad_w_ih,
+        grad_w_hh,
+        grad_bias if has_b_ih else None,
+        grad_bias if has_b_hh else None,
+        grad_w_hr if ctx.has_proj else None,
+        None,
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd(
+    "fusedlstm::lstm_layer", _lstm_layer_backward, setup_context=_lstm_layer_setup_context
+)
+
+
+def needs_backward(*tensors: Tensor | None) -> bool:
+    """Whether a forward must keep activations: grad mode on and some input requires grad."""
+    return torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in tensors
+    )
+
+
+def lstm_layer(
+    input: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    batch_sizes: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One direction of one layer over a sequence; returns (output, h_n, c_n).
+
+    input is (T, B, I), or PackedSequence data (N, I) with its batch_sizes. Activations are
+    kept for a backward only when one is possible (see needs_backward).
+    """
+    train = needs_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    output, h_n, c_n, _, _ = _ops.lstm_layer(
+        input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train
+    )
+    return output, h_n, c_n

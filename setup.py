@@ -1,0 +1,183 @@
+"""Builds fusedlstm: the CPU extension always, the CUDA one when it can.
+
+Switches (environment): FUSEDLSTM_CUDA=auto|0|1, TORCH_CUDA_ARCH_LIST, MAX_JOBS, DEBUG=1.
+Build against the torch you have: pip install --no-build-isolation .
+"""
+
+import os
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent.resolve()
+CSRC = Path("csrc")
+
+
+def real_cuda_home() -> str | None:
+    """The CUDA toolkit directory, seeing through an nvcc wrapper script.
+
+    torch derives CUDA_HOME from the nvcc on PATH; when that nvcc is a wrapper that execs the real
+    one, the derived directory has no lib64 and linking fails (-lcudart). Prefer CUDA_HOME/CUDA_PATH
+    when set, then the toolkit the wrapper points at, then the conventional /usr/local/cuda.
+    """
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            return os.environ[var]
+    candidates = []
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        nvcc = os.path.realpath(nvcc)
+        candidates.append(Path(nvcc).parent.parent)
+        try:
+            text = Path(nvcc).read_text(errors="ignore")[:4096]
+            match = re.search(r"exec\s+\"?(/\S+?/bin/nvcc)\"?\s", text)
+            if match:
+                candidates.insert(0, Path(os.path.realpath(match.group(1))).parent.parent)
+        except OSError:
+            pass
+    candidates.append(Path("/usr/local/cuda"))
+    for home in candidates:
+        if (home / "bin" / "nvcc").exists() and any((home / d / "libcudart.so").exists()
+                                                     for d in ("lib64", "lib")):
+            return str(home)
+    return None
+
+
+def cuda_mode() -> str:
+    mode = os.environ.get("FUSEDLSTM_CUDA", "auto").strip().lower()
+    if mode not in ("auto", "0", "1"):
+        sys.exit(f"FUSEDLSTM_CUDA must be auto, 0 or 1, got {mode!r}")
+    return mode
+
+
+MODE = cuda_mode()
+if MODE != "0":
+    home = real_cuda_home()
+    if home:
+        os.environ["CUDA_HOME"] = home  # torch.utils.cpp_extension reads it at import
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import (  # noqa: E402
+    CUDA_HOME,
+    BuildExtension,
+    CppExtension,
+    CUDAExtension,
+    include_paths,
+)
+
+DEBUG = os.environ.get("DEBUG", "0") == "1"
+OPT = ["-O0", "-g"] if DEBUG else ["-O3"]
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+ABI = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
+INCLUDE = [str(ROOT / "csrc" / "include")]
+
+
+def build_cuda() -> bool:
+    if MODE == "0":
+        return False
+    found = torch.version.cuda is not None and CUDA_HOME is not None
+    if MODE == "1" and not found:
+        sys.exit(
+            "FUSEDLSTM_CUDA=1 but CUDA can't be built: "
+            f"torch.version.cuda={torch.version.cuda}, CUDA toolkit={CUDA_HOME}"
+        )
+    return found
+
+
+def nvidia_include_dirs() -> list[str]:
+    """cuBLAS/cuSPARSE headers that ATen/cuda includes ship with torch's nvidia pip packages."""
+    dirs = []
+    for entry in sys.path:
+        base = Path(entry) / "nvidia"
+        if base.is_dir():
+            dirs += [str(p) for p in sorted(base.glob("cu*/include")) if p.is_dir()]
+            dirs += [str(p) for p in sorted(base.glob("*/include")) if p.is_dir()]
+    return list(dict.fromkeys(dirs))
+
+
+# Per-capability pointwise kernels, each compiled alone with its -m flags (as ATen compiles its own
+# kernels) into a static library linked into the CPU extension; chosen at run time.
+CAPABILITIES = {
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
+}
+capability_libraries = [
+    (
+        f"fusedlstm_{name}",
+        {
+            "sources": [str(CSRC / "cpu" / f"pointwise_cpu_{name}.cpp")],
+            "include_dirs": INCLUDE + include_paths(),
+            # ATen's vector headers trip -Wall (Python's CFLAGS) in ways that are theirs to fix.
+            "cflags": ["-std=c++17", "-fPIC", ABI, *OPT, *flags,
+                       "-Wno-unknown-pragmas", "-Wno-maybe-uninitialized",
+                       f"-DCPU_CAPABILITY={name.upper()}", f"-DCPU_CAPABILITY_{name.upper()}"],
+        },
+    )
+    for name, flags in CAPABILITIES.items()
+] if X86 else []
+
+cpu_sources = [
+    CSRC / "ops.cpp",
+    CSRC / "cpu" / "ops_cpu.cpp",
+    CSRC / "cpu" / "pointwise_cpu.cpp",
+    CSRC / "cpu" / "pointwise_cpu_default.cpp",
+]
+ext_modules = [
+    CppExtension(
+        "fusedlstm._C",
+        [str(s) for s in cpu_sources],
+        include_dirs=INCLUDE,
+        define_macros=[("FUSEDLSTM_X86_KERNELS", None)] if X86 else [],
+        extra_compile_args={"cxx": OPT},
+    )
+]
+
+WITH_CUDA = build_cuda()
+ARCHS = ""
+if WITH_CUDA:
+    ARCHS = os.environ.get("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ARCHS
+    ext_modules.append(
+        CUDAExtension(
+            "fusedlstm._C_cuda",
+            [str(CSRC / "cuda" / "ops_cuda.cpp"), str(CSRC / "cuda" / "pointwise_cuda.cu")],
+            include_dirs=INCLUDE + nvidia_include_dirs(),
+            extra_compile_args={
+                "cxx": OPT,
+                "nvcc": [*OPT, "--expt-relaxed-constexpr", "-Xptxas=-warn-spills",
+                         "--resource-usage"] + (["-G"] if DEBUG else []),
+            },
+        )
+    )
+
+
+class BuildWithCapabilities(BuildExtension):
+    """build_ext that builds the per-capability static libraries first (editable installs too)."""
+
+    def run(self):
+        if self.distribution.has_c_libraries():
+            self.run_command("build_clib")
+        super().run()
+
+
+def write_build_info() -> None:
+    (ROOT / "fusedlstm" / "_build_info.py").write_text(
+        '"""Written by setup.py at build time."""\n\n'
+        f"CUDA_COMPILED = {WITH_CUDA}\n"
+        f"CUDA_ARCHS = {ARCHS.replace(' ', ';').split(';') if WITH_CUDA else []!r}\n"
+        f"BUILT_WITH_TORCH = {torch.__version__!r}\n"
+        f"BUILT_WITH_CUDA = {torch.version.cuda if WITH_CUDA else None!r}\n"
+        f"DEBUG = {DEBUG}\n"
+    )
+
+
+write_build_info()
+setup(
+    libraries=capability_libraries,
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": BuildWithCapabilities.with_options(use_ninja=True)},
+)
