@@ -1,0 +1,39 @@
+# The two set-up commands: `make test` and `make bench`. Both create .venv when missing (Python
+# 3.11, torch 2.14.1 and the dev tools), build the extension against that torch, then run.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEPS_STAMP := $(VENV)/.deps-installed
+PYTEST_ARGS ?=
+
+.PHONY: venv build test lint bench bench-quick wheel clean
+
+venv: $(DEPS_STAMP)
+
+$(DEPS_STAMP): requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Builds the CPU extension, and the CUDA one when FUSEDLSTM_CUDA (auto by default) finds CUDA.
+build: $(DEPS_STAMP)
+	$(PIP) install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
+
+test: build
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check fusedlstm tests bench setup.py
+
+bench: build
+	$(PY) bench/run.py
+
+bench-quick: build
+	$(PY) bench/run.py --quick
+
+wheel: $(DEPS_STAMP)
+	$(PIP) wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps -w dist .
+
+clean:
+	rm -rf build dist *.egg-info fusedlstm/*.so fusedlstm/_build_info.py

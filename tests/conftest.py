@@ -1,0 +1,37 @@
+"""Shared fixtures and the tolerances of the whole suite, stated once.
+
+The oracle is torch.nn.LSTM / nn.LSTMCell (and gradcheck / opcheck); fusedlstm's own output is
+never the reference.
+"""
+
+import pytest
+import torch
+
+import fusedlstm  # noqa: F401  (loads the ops)
+
+# Absolute and relative tolerances against the nn.LSTM / nn.LSTMCell oracle.
+TOL = {
+    "cell": {torch.float64: (1e-10, 1e-10), torch.float32: (1e-5, 1e-5)},
+    "lstm": {torch.float64: (1e-9, 1e-9), torch.float32: (1e-4, 1e-4)},
+}
+# Reduced precision: error relative to the largest magnitude of the float64 reference. bfloat16
+# has an 8-bit mantissa (~4e-3 relative per rounding); a few roundings per step compound.
+REDUCED_TOL = {torch.bfloat16: 3e-2, torch.float16: 5e-3}
+
+
+def tolerance(kind: str, dtype: torch.dtype) -> dict:
+    atol, rtol = TOL[kind][dtype]
+    return {"atol": atol, "rtol": rtol}
+
+
+def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float, what: str):
+    """|actual - expected| <= rel * max|expected| elementwise, computed in float64."""
+    actual, expected = actual.double(), expected.double()
+    scale = expected.abs().max().clamp_min(1e-6)
+    error = (actual - expected).abs().max()
+    assert error <= rel * scale, f"{what}: max error {error:.3g} > {rel} * {scale:.3g}"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

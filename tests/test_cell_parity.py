@@ -1,0 +1,97 @@
+"""fusedlstm.LSTMCell against torch.nn.LSTMCell: outputs and every gradient."""
+
+import pytest
+import torch
+from conftest import REDUCED_TOL, assert_close_scaled, tolerance
+from torch import nn
+
+import fusedlstm
+
+
+def make_pair(input_size, hidden_size, bias, dtype):
+    ref = nn.LSTMCell(input_size, hidden_size, bias=bias, dtype=dtype)
+    ours = fusedlstm.LSTMCell(input_size, hidden_size, bias=bias, dtype=dtype)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def run(cell, x, hx):
+    """Forward + backward of a loss touching h' and c'; returns outputs and all gradients."""
+    x = x.clone().requires_grad_()
+    hx = None if hx is None else tuple(t.clone().requires_grad_() for t in hx)
+    h, c = cell(x, hx)
+    (h.sin().sum() + 0.5 * c.cos().sum()).backward()
+    grads = [x.grad] + ([] if hx is None else [t.grad for t in hx])
+    grads += [p.grad for p in cell.parameters()]
+    return [h, c], grads
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("with_hx", [True, False])
+@pytest.mark.parametrize("batch,input_size,hidden_size", [(1, 1, 1), (3, 5, 7), (4, 17, 33), (2, 64, 48)])
+def test_matches_nn_lstmcell(dtype, bias, with_hx, batch, input_size, hidden_size):
+    ref, ours = make_pair(input_size, hidden_size, bias, dtype)
+    x = torch.randn(batch, input_size, dtype=dtype)
+    hx = (torch.randn(batch, hidden_size, dtype=dtype), torch.randn(batch, hidden_size, dtype=dtype)) if with_hx else None
+    ref_out, ref_grads = run(ref, x, hx)
+    our_out, our_grads = run(ours, x, hx)
+    for a, b in zip(our_out + our_grads, ref_out + ref_grads, strict=True):
+        torch.testing.assert_close(a, b, **tolerance("cell", dtype))
+
+
+@pytest.mark.parametrize("with_hx", [True, False])
+def test_unbatched_input(with_hx):
+    ref, ours = make_pair(6, 5, True, torch.float64)
+    x = torch.randn(6, dtype=torch.float64)
+    hx = (torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)) if with_hx else None
+    ref_out, ref_grads = run(ref, x, hx)
+    our_out, our_grads = run(ours, x, hx)
+    assert our_out[0].shape == (5,) and our_out[1].shape == (5,)
+    for a, b in zip(our_out + our_grads, ref_out + ref_grads, strict=True):
+        torch.testing.assert_close(a, b, **tolerance("cell", torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_close_to_float64(dtype):
+    ref, ours = make_pair(24, 40, True, torch.float64)
+    ours = ours.to(dtype)
+    x = torch.randn(5, 24, dtype=torch.float64)
+    hx = (torch.randn(5, 40, dtype=torch.float64), torch.randn(5, 40, dtype=torch.float64))
+    ref_out, ref_grads = run(ref, x, hx)
+    our_out, our_grads = run(ours, x.to(dtype), tuple(t.to(dtype) for t in hx))
+    for i, (a, b) in enumerate(zip(our_out + our_grads, ref_out + ref_grads, strict=True)):
+        assert a.dtype == dtype
+        assert_close_scaled(a, b, REDUCED_TOL[dtype], f"tensor {i}")
+
+
+def test_parameters_and_state_dict_match_nn_lstmcell():
+    ref = nn.LSTMCell(3, 4)
+    ours = fusedlstm.LSTMCell(3, 4)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()]
+    assert isinstance(ours, nn.RNNCellBase)
+    no_bias = fusedlstm.LSTMCell(3, 4, bias=False)
+    assert no_bias.bias_ih is None and no_bias.bias_hh is None
+
+
+def test_init_matches_nn_lstmcell_distribution():
+    torch.manual_seed(1)
+    ref = nn.LSTMCell(10, 20)
+    torch.manual_seed(1)
+    ours = fusedlstm.LSTMCell(10, 20)
+    for a, b in zip(ours.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_does_not_call_aten_lstm_kernels():
+    ours = fusedlstm.LSTMCell(4, 6)
+    x = torch.randn(3, 4, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        h, c = ours(x)
+        (h.sum() + c.sum()).backward()
+    names = {e.name for e in prof.events()}
+    assert "fusedlstm::lstm_cell" in names and "fusedlstm::lstm_cell_backward" in names
+    forbidden = {"aten::lstm_cell", "aten::_thnn_fused_lstm_cell", "aten::lstm",
+                 "aten::_thnn_fused_lstm_cell_backward_impl"}
+    assert not names & forbidden
