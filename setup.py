@@ -112,7 +112,7 @@ capability_libraries = [
             "sources": [str(CSRC / "cpu" / f"pointwise_cpu_{name}.cpp")],
             "include_dirs": INCLUDE + include_paths(),
             # ATen's vector headers trip -Wall (Python's CFLAGS) in ways that are theirs to fix.
-            "cflags": ["-std=c++17", "-fPIC", ABI, *OPT, *flags,
+            "cflags": ["-std=c++20", "-fPIC", ABI, *OPT, *flags,
                        "-Wno-unknown-pragmas", "-Wno-maybe-uninitialized",
                        f"-DCPU_CAPABILITY={name.upper()}", f"-DCPU_CAPABILITY_{name.upper()}"],
         },
@@ -125,6 +125,9 @@ cpu_sources = [
     CSRC / "cpu" / "ops_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu_default.cpp",
+    CSRC / "cpu" / "cpu_gemm.cpp",
+    CSRC / "cpu" / "mkl_packed_gemm.cpp",
+    CSRC / "cpu" / "onednn_linear.cpp",
 ]
 ext_modules = [
     CppExtension(

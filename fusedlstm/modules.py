@@ -1,6 +1,5 @@
 """Drop-in replacements for torch.nn.LSTM and torch.nn.LSTMCell, and replace_lstm()."""
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 

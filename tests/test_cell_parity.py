@@ -29,11 +29,15 @@ def run(cell, x, hx):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("with_hx", [True, False])
-@pytest.mark.parametrize("batch,input_size,hidden_size", [(1, 1, 1), (3, 5, 7), (4, 17, 33), (2, 64, 48)])
+@pytest.mark.parametrize("batch,input_size,hidden_size",
+                         [(1, 1, 1), (3, 5, 7), (4, 17, 33), (2, 64, 48)])
 def test_matches_nn_lstmcell(dtype, bias, with_hx, batch, input_size, hidden_size):
     ref, ours = make_pair(input_size, hidden_size, bias, dtype)
     x = torch.randn(batch, input_size, dtype=dtype)
-    hx = (torch.randn(batch, hidden_size, dtype=dtype), torch.randn(batch, hidden_size, dtype=dtype)) if with_hx else None
+    hx = None
+    if with_hx:
+        hx = (torch.randn(batch, hidden_size, dtype=dtype),
+              torch.randn(batch, hidden_size, dtype=dtype))
     ref_out, ref_grads = run(ref, x, hx)
     our_out, our_grads = run(ours, x, hx)
     for a, b in zip(our_out + our_grads, ref_out + ref_grads, strict=True):
@@ -44,7 +48,9 @@ def test_matches_nn_lstmcell(dtype, bias, with_hx, batch, input_size, hidden_siz
 def test_unbatched_input(with_hx):
     ref, ours = make_pair(6, 5, True, torch.float64)
     x = torch.randn(6, dtype=torch.float64)
-    hx = (torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)) if with_hx else None
+    hx = None
+    if with_hx:
+        hx = (torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64))
     ref_out, ref_grads = run(ref, x, hx)
     our_out, our_grads = run(ours, x, hx)
     assert our_out[0].shape == (5,) and our_out[1].shape == (5,)

@@ -28,7 +28,8 @@ GRID = list(
 def grid_id(case):
     layers, bidir, batch_first, bias, proj, with_hx, steps, batch = case
     return (f"L{layers}-{'bi' if bidir else 'uni'}-{'bf' if batch_first else 'tf'}-"
-            f"{'bias' if bias else 'nobias'}-p{proj}-{'hx' if with_hx else 'nohx'}-T{steps}-B{batch}")
+            f"{'bias' if bias else 'nobias'}-p{proj}-{'hx' if with_hx else 'nohx'}-"
+            f"T{steps}-B{batch}")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

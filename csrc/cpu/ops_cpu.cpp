@@ -4,12 +4,12 @@
 #include <fusedlstm/cell_algorithm.h>
 #include <fusedlstm/layer_algorithm.h>
 
-#include "pointwise_cpu.h"
+#include "cpu_backend.h"
 
 TORCH_LIBRARY_IMPL(fusedlstm, CPU, m) {
-  using fusedlstm::cpu::CpuPointwise;
-  m.impl("lstm_cell", &fusedlstm::cell_forward_impl<CpuPointwise>);
-  m.impl("lstm_cell_backward", &fusedlstm::cell_backward_impl<CpuPointwise>);
-  m.impl("lstm_layer", &fusedlstm::layer_forward_impl<CpuPointwise>);
-  m.impl("lstm_layer_backward", &fusedlstm::layer_backward_impl<CpuPointwise>);
+  using fusedlstm::cpu::CpuBackend;
+  m.impl("lstm_cell", &fusedlstm::cell_forward_impl<CpuBackend>);
+  m.impl("lstm_cell_backward", &fusedlstm::cell_backward_impl<CpuBackend>);
+  m.impl("lstm_layer", &fusedlstm::layer_forward_impl<CpuBackend>);
+  m.impl("lstm_layer_backward", &fusedlstm::layer_backward_impl<CpuBackend>);
 }

@@ -1,3 +1,4 @@
+#include "cpu_backend.h"
 #include "pointwise_cpu.h"
 
 #include <ATen/Parallel.h>
@@ -27,13 +28,13 @@ const RowKernels& selected_row_kernels() {
   return kernels;
 }
 
-void CpuPointwise::forward(const PointwiseForwardArgs& args) {
+void CpuBackend::forward(const PointwiseForwardArgs& args) {
   const ForwardRowsFn kernel = selected_row_kernels().forward;
   at::parallel_for(0, args.rows, rows_per_task(args.hidden),
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
 
-void CpuPointwise::backward(const PointwiseBackwardArgs& args) {
+void CpuBackend::backward(const PointwiseBackwardArgs& args) {
   const BackwardRowsFn kernel = selected_row_kernels().backward;
   at::parallel_for(0, args.rows, rows_per_task(args.hidden),
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });

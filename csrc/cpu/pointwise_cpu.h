@@ -1,5 +1,5 @@
-// The CPU pointwise back-end of the time loop: splits a step's rows over threads and runs the
-// kernel compiled for this CPU's vector capability.
+// The CPU pointwise kernels, one set per vector capability, over a range of a step's rows.
+// Framework-free: the capability translation units include nothing of ATen but at::vec.
 #pragma once
 
 #include <fusedlstm/pointwise.h>
@@ -7,11 +7,6 @@
 #include <cstdint>
 
 namespace fusedlstm::cpu {
-
-struct CpuPointwise {
-  static void forward(const PointwiseForwardArgs& args);
-  static void backward(const PointwiseBackwardArgs& args);
-};
 
 // The row-range kernels each capability translation unit provides.
 using ForwardRowsFn = void (*)(const PointwiseForwardArgs&, int64_t row_begin, int64_t row_end);

@@ -28,10 +28,10 @@ struct Guarded<Impl> {
 }  // namespace fusedlstm::cuda
 
 TORCH_LIBRARY_IMPL(fusedlstm, CUDA, m) {
-  using fusedlstm::cuda::CudaPointwise;
+  using fusedlstm::cuda::CudaBackend;
   using fusedlstm::cuda::Guarded;
-  m.impl("lstm_cell", &Guarded<&fusedlstm::cell_forward_impl<CudaPointwise>>::call);
-  m.impl("lstm_cell_backward", &Guarded<&fusedlstm::cell_backward_impl<CudaPointwise>>::call);
-  m.impl("lstm_layer", &Guarded<&fusedlstm::layer_forward_impl<CudaPointwise>>::call);
-  m.impl("lstm_layer_backward", &Guarded<&fusedlstm::layer_backward_impl<CudaPointwise>>::call);
+  m.impl("lstm_cell", &Guarded<&fusedlstm::cell_forward_impl<CudaBackend>>::call);
+  m.impl("lstm_cell_backward", &Guarded<&fusedlstm::cell_backward_impl<CudaBackend>>::call);
+  m.impl("lstm_layer", &Guarded<&fusedlstm::layer_forward_impl<CudaBackend>>::call);
+  m.impl("lstm_layer_backward", &Guarded<&fusedlstm::layer_backward_impl<CudaBackend>>::call);
 }

@@ -53,7 +53,7 @@ void launch(const Args& args, void (*kernel)(Args)) {
 
 }  // namespace
 
-void CudaPointwise::forward(const PointwiseForwardArgs& args) {
+void CudaBackend::forward(const PointwiseForwardArgs& args) {
   switch (args.dtype) {
     case c10::ScalarType::Float:
       return launch<float>(args, &forward_kernel<float>);
@@ -68,7 +68,7 @@ void CudaPointwise::forward(const PointwiseForwardArgs& args) {
   }
 }
 
-void CudaPointwise::backward(const PointwiseBackwardArgs& args) {
+void CudaBackend::backward(const PointwiseBackwardArgs& args) {
   switch (args.dtype) {
     case c10::ScalarType::Float:
       return launch<float>(args, &backward_kernel<float>);

@@ -1,12 +1,14 @@
-// The CUDA pointwise back-end of the time loop: grid-stride kernels over (row, unit) on PyTorch's
-// current stream. Host code only; the kernels are in pointwise_cuda.cu.
+// The CUDA back-end of the time loop: grid-stride pointwise kernels over (row, unit) on PyTorch's
+// current stream, and ATen's (cuBLAS) per-step GEMM. Host code only; kernels in pointwise_cuda.cu.
 #pragma once
 
 #include <fusedlstm/pointwise.h>
+#include <fusedlstm/gemm.h>
 
 namespace fusedlstm::cuda {
 
-struct CudaPointwise {
+struct CudaBackend : AtenGemm {
+  using StepGemm = AtenStepGemm;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
 };

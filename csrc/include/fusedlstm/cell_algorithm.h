@@ -1,10 +1,11 @@
-// One LSTM step (the `lstm_cell` ops), written once for every device. `Pointwise` is the device's
+// One LSTM step (the `lstm_cell` ops), written once for every device. `Backend` is the device's
 // fused pointwise back-end (see pointwise.h); the GEMMs are ATen calls on the current device.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include <fusedlstm/checks.h>
+#include <fusedlstm/gemm.h>
 #include <fusedlstm/pointwise.h>
 
 #include <tuple>
@@ -12,7 +13,7 @@
 namespace fusedlstm {
 
 // Returns (h', c', gates) where gates holds the activated gates (B, 4H) the backward needs.
-template <class Pointwise>
+template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
     const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
@@ -27,22 +28,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
   check_state(hx, B, H, input, op, "hx");
   check_state(cx, B, H, input, op, "cx");
 
-  at::Tensor gates = at::empty({B, 4 * H}, input.options());
-  if (b_ih.has_value() || b_hh.has_value()) {
-    const at::Tensor bias = b_ih.has_value() && b_hh.has_value() ? *b_ih + *b_hh
-                            : b_ih.has_value()                  ? *b_ih
-                                                                : *b_hh;
-    at::addmm_out(gates, bias, input, w_ih.t());
-  } else {
-    at::mm_out(gates, input, w_ih.t());
-  }
-  at::addmm_out(gates, gates, hx, w_hh.t());
+  at::Tensor gates = Backend::linear(input, w_ih, summed_bias(b_ih, b_hh)).contiguous();
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, B);
+  recurrent(gates, hx, /*accumulate=*/true);
 
   const at::Tensor c_prev = cx.contiguous();
   at::Tensor hy = at::empty({B, H}, input.options());
   at::Tensor cy = at::empty({B, H}, input.options());
   if (B > 0) {
-    Pointwise::forward(PointwiseForwardArgs{input.scalar_type(), B, H, gates.data_ptr(),
+    Backend::forward(PointwiseForwardArgs{input.scalar_type(), B, H, gates.data_ptr(),
                                             c_prev.const_data_ptr(), cy.data_ptr(), nullptr,
                                             hy.data_ptr(), H, nullptr, 0});
   }
@@ -51,7 +45,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
 
 // Returns (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias); grad_bias is the
 // gradient of b_ih and of b_hh alike (they enter the gates as a sum).
-template <class Pointwise>
+template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const at::Tensor& input,
                    const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
@@ -79,13 +73,14 @@ cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const a
   at::Tensor grad_gates = at::empty({B, 4 * H}, input.options());
   at::Tensor grad_cx = at::empty({B, H}, input.options());
   if (B > 0) {
-    Pointwise::backward(PointwiseBackwardArgs{
+    Backend::backward(PointwiseBackwardArgs{
         input.scalar_type(), B, H, grad_h.const_data_ptr(), H, nullptr, 0,
         grad_c.const_data_ptr(), grad_cx.data_ptr(), saved_gates.const_data_ptr(),
         c.const_data_ptr(), c_prev.const_data_ptr(), grad_gates.data_ptr()});
   }
-  return {at::mm(grad_gates, w_ih), at::mm(grad_gates, w_hh), grad_cx,
-          at::mm(grad_gates.t(), input), at::mm(grad_gates.t(), hx), grad_gates.sum(0)};
+  return {Backend::matmul(grad_gates, w_ih), Backend::matmul(grad_gates, w_hh), grad_cx,
+          Backend::matmul(grad_gates.t(), input), Backend::matmul(grad_gates.t(), hx),
+          grad_gates.sum(0)};
 }
 
 }  // namespace fusedlstm

@@ -1,5 +1,6 @@
 // One direction of one LSTM layer over a whole sequence (the `lstm_layer` ops), written once for
-// every device; `Pointwise` is the device's fused pointwise back-end (see pointwise.h).
+// every device. `Backend` is the device's: `Backend::forward` / `Backend::backward` are its fused
+// pointwise passes (see pointwise.h); `linear`, `matmul` and `StepGemm` its GEMMs (see gemm.h).
 //
 // Forward: one GEMM projects the input of all steps (bias folded in), then per step one GEMM adds
 // h_{t-1} W_hh^T into that step's slice of the gate buffer and one fused pointwise pass writes
@@ -15,6 +16,7 @@
 
 #include <fusedlstm/checks.h>
 #include <fusedlstm/pointwise.h>
+#include <fusedlstm/gemm.h>
 #include <fusedlstm/step_schedule.h>
 
 #include <tuple>
@@ -38,9 +40,9 @@ inline WeightShapes check_layer(const at::Tensor& input, const at::Tensor& h0,
   return shape;
 }
 
-// Row index, into the rows of [output; h0] (or [cells; c0]), of the state each row of each step
-// started from: the same row of the previous step in processing order, or the initial state when
-// the row had no previous step. Lets the backward gather h_{t-1} for all steps in one call.
+// Row index, into the rows of [per_step; initial], of the state each row of each step started
+// from: the same row of the previous step in processing order, or the initial state when the row
+// had no previous step (packed rows joining the batch).
 inline at::Tensor previous_row_index(const StepSchedule& s, bool reverse) {
   at::Tensor index = at::empty({s.total_rows}, at::kLong);
   int64_t* out = index.data_ptr<int64_t>();
@@ -55,6 +57,24 @@ inline at::Tensor previous_row_index(const StepSchedule& s, bool reverse) {
   return index;
 }
 
+// The state every row of every step started from (h_{t-1} or c_{t-1}), as one (N, F) tensor, so
+// the backward's weight gradient is one GEMM. Padded input is a shift of the per-step states by
+// one step, done on the device with no host-to-device copy (so CUDA graphs can capture it);
+// packed input gathers with an index built on the host.
+inline at::Tensor previous_states(const at::Tensor& per_step, const at::Tensor& initial,
+                                  const StepSchedule& s, bool packed, bool reverse) {
+  if (!packed) {
+    const at::Tensor steps = per_step.reshape({s.steps, s.batch, initial.size(1)});
+    const at::Tensor first = initial.unsqueeze(0);
+    const at::Tensor shifted =
+        reverse ? at::cat({steps.narrow(0, 1, s.steps - 1), first})
+                : at::cat({first, steps.narrow(0, 0, s.steps - 1)});
+    return shifted.reshape({s.total_rows, initial.size(1)});
+  }
+  const at::Tensor index = previous_row_index(s, reverse).to(per_step.device());
+  return at::index_select(at::cat({per_step, initial}), 0, index);
+}
+
 inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
   return reverse ? s.steps - 1 - i : i;
 }
@@ -64,7 +84,7 @@ inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
 // Returns (output, h_n, c_n, gates, cells). output is (T, B, P) for padded input and (N, P) for
 // packed input. gates (N, 4H activated) and cells (N, H, c_t of every step) are kept only when
 // `train`; otherwise they are empty and the call keeps nothing for a backward.
-template <class Pointwise>
+template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_forward_impl(
     const at::Tensor& input, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
@@ -80,24 +100,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   const auto options = input.options();
   const bool has_proj = w_hr.has_value();
 
-  at::Tensor gates = at::empty({s.total_rows, G}, options);
   const at::Tensor x = input.reshape({s.total_rows, shape.input_size});
-  if (b_ih.has_value() || b_hh.has_value()) {
-    const at::Tensor bias = b_ih.has_value() && b_hh.has_value() ? *b_ih + *b_hh
-                            : b_ih.has_value()                  ? *b_ih
-                                                                : *b_hh;
-    at::addmm_out(gates, bias, x, w_ih.t());
-  } else {
-    at::mm_out(gates, x, w_ih.t());
-  }
+  at::Tensor gates = Backend::linear(x, w_ih, summed_bias(b_ih, b_hh)).contiguous();
 
   at::Tensor output = at::empty({s.total_rows, P}, options);
   at::Tensor h_state = h0.contiguous().clone();
   at::Tensor c_state = c0.contiguous().clone();
   at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  const at::Tensor w_hh_t = w_hh.t();
-  const at::Tensor w_hr_t = has_proj ? w_hr->t() : at::Tensor();
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch);
+  const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/true,
+                                              has_proj ? s.batch : 0);
   const size_t elem = input.element_size();
   char* gates_base = static_cast<char*>(gates.data_ptr());
   char* output_base = static_cast<char*>(output.data_ptr());
@@ -108,15 +121,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     const int64_t rows = s.rows[t];
     const int64_t offset = s.row_offset[t];
     at::Tensor step_gates = gates.narrow(0, offset, rows);
-    at::addmm_out(step_gates, step_gates, h_state.narrow(0, 0, rows), w_hh_t);
-    Pointwise::forward(PointwiseForwardArgs{
+    recurrent(step_gates, h_state.narrow(0, 0, rows), /*accumulate=*/true);
+    Backend::forward(PointwiseForwardArgs{
         input.scalar_type(), rows, H, gates_base + offset * G * elem, c_state.const_data_ptr(),
         c_state.data_ptr(), train ? cells_base + offset * H * elem : nullptr,
         has_proj ? m_step.data_ptr() : output_base + offset * P * elem, has_proj ? H : P,
         has_proj ? nullptr : h_state.data_ptr(), P});
     if (has_proj) {
       at::Tensor step_output = output.narrow(0, offset, rows);
-      at::mm_out(step_output, m_step.narrow(0, 0, rows), w_hr_t);
+      projection(step_output, m_step.narrow(0, 0, rows), /*accumulate=*/false);
       h_state.narrow(0, 0, rows).copy_(step_output);
     }
   }
@@ -131,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
 // serves b_ih and b_hh alike; grad_w_hr is empty without a projection. Per step: one fused
 // pointwise pass (dgates) and one GEMM (dh_{t-1}); the weight gradients are single large GEMMs
 // after the loop, so the result is deterministic (no atomics, fixed reduction order).
-template <class Pointwise>
+template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                     const at::Tensor& grad_c_n, const at::Tensor& input, const at::Tensor& h0,
@@ -162,16 +175,20 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   const at::Tensor grad_out = grad_output.reshape({N, P}).contiguous();
   const at::Tensor saved_gates = gates.reshape({N, G}).contiguous();
   const at::Tensor saved_cells = cells.reshape({N, H}).contiguous();
-  const at::Tensor prev_index =
-      layer_detail::previous_row_index(s, reverse).to(input.device(), /*non_blocking=*/true);
-  const at::Tensor h_prev = at::index_select(at::cat({output.reshape({N, P}), h0}), 0, prev_index);
-  const at::Tensor c_prev = at::index_select(at::cat({saved_cells, c0}), 0, prev_index);
+  const bool packed = batch_sizes.has_value();
+  const at::Tensor h_prev =
+      layer_detail::previous_states(output.reshape({N, P}), h0, s, packed, reverse);
+  const at::Tensor c_prev = layer_detail::previous_states(saved_cells, c0, s, packed, reverse)
+                                .contiguous();
 
   at::Tensor grad_gates = at::empty({N, G}, options);
   at::Tensor grad_h_state = grad_h_n.contiguous().clone();
   at::Tensor grad_c_state = grad_c_n.contiguous().clone();
   at::Tensor grad_h_all = has_proj ? at::empty({N, P}, options) : at::Tensor();
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch);
+  const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/false,
+                                              has_proj ? s.batch : 0);
   const size_t elem = input.element_size();
   const char* grad_out_base = static_cast<const char*>(grad_out.const_data_ptr());
   const char* gates_base = static_cast<const char*>(saved_gates.const_data_ptr());
@@ -190,29 +207,29 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       at::Tensor step_grad_h = grad_h_all.narrow(0, offset, rows);
       at::add_out(step_grad_h, grad_out.narrow(0, offset, rows), step_grad_h_state);
       at::Tensor step_grad_m = grad_m_step.narrow(0, 0, rows);
-      at::mm_out(step_grad_m, step_grad_h, *w_hr);
+      projection(step_grad_m, step_grad_h, /*accumulate=*/false);
       grad_h = grad_m_step.const_data_ptr();
       grad_h_extra = nullptr;
     }
-    Pointwise::backward(PointwiseBackwardArgs{
+    Backend::backward(PointwiseBackwardArgs{
         input.scalar_type(), rows, H, grad_h, has_proj ? H : P, grad_h_extra, P,
         grad_c_state.const_data_ptr(), grad_c_state.data_ptr(), gates_base + offset * G * elem,
         cells_base + offset * H * elem, c_prev_base + offset * H * elem,
         grad_gates_base + offset * G * elem});
-    at::mm_out(step_grad_h_state, grad_gates.narrow(0, offset, rows), w_hh);
+    recurrent(step_grad_h_state, grad_gates.narrow(0, offset, rows), /*accumulate=*/false);
   }
 
   std::vector<int64_t> input_shape(input.sizes().begin(), input.sizes().end());
   at::Tensor grad_w_hr = at::empty({0}, options);
   if (has_proj) {
     const at::Tensor m = saved_gates.narrow(1, 3 * H, H) * at::tanh(saved_cells);
-    grad_w_hr = at::mm(grad_h_all.t(), m);
+    grad_w_hr = Backend::matmul(grad_h_all.t(), m);
   }
-  return {at::mm(grad_gates, w_ih).view(input_shape),
+  return {Backend::matmul(grad_gates, w_ih).view(input_shape),
           grad_h_state,
           grad_c_state,
-          at::mm(grad_gates.t(), x),
-          at::mm(grad_gates.t(), h_prev),
+          Backend::matmul(grad_gates.t(), x),
+          Backend::matmul(grad_gates.t(), h_prev),
           grad_gates.sum(0),
           grad_w_hr};
 }

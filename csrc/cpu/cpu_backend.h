@@ -1,0 +1,18 @@
+// The CPU back-end of the shared time loop: the fused pointwise passes (a step's rows split over
+// threads, each running the kernel compiled for this CPU's vector capability) and the per-step
+// GEMMs (cpu_gemm.h).
+#pragma once
+
+#include <fusedlstm/pointwise.h>
+
+#include "cpu_gemm.h"
+
+namespace fusedlstm::cpu {
+
+struct CpuBackend : CpuGemm {
+  using StepGemm = CpuStepGemm;
+  static void forward(const PointwiseForwardArgs& args);
+  static void backward(const PointwiseBackwardArgs& args);
+};
+
+}  // namespace fusedlstm::cpu

@@ -1,0 +1,54 @@
+#include "cpu_gemm.h"
+
+#include "onednn_linear.h"
+
+namespace fusedlstm::cpu {
+
+namespace {
+bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
+  return rows * cols * inner >= kOneDnnMinMacs && onednn_linear_available(dtype);
+}
+}  // namespace
+
+at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+  if (worth_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
+    return onednn_linear(x, w, bias);
+  }
+  return AtenGemm::linear(x, w, bias);
+}
+
+at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+    return onednn_linear(a, b.t(), at::Tensor());
+  }
+  return at::mm(a, b);
+}
+
+CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows)
+    : aten_(weight, transpose, max_rows) {
+  if (max_rows == 0) return;
+  // oneDNN computes x w^T with w (out, in); op(W) = W^T means w = W, op(W) = W means w = W^T.
+  const at::Tensor w = transpose ? weight : weight.t();
+  if (worth_onednn(weight.scalar_type(), max_rows, w.size(0), w.size(1))) {
+    onednn_weight_ = onednn_pack_weight(w, max_rows);
+  } else if (weight.scalar_type() == at::kFloat && MklPackedWeight::available()) {
+    mkl_.emplace(weight, transpose);
+  }
+}
+
+void CpuStepGemm::operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const {
+  if (onednn_weight_.defined()) {
+    const at::Tensor product = onednn_linear(in, onednn_weight_, at::Tensor());
+    if (accumulate) {
+      out.add_(product);
+    } else {
+      out.copy_(product);
+    }
+  } else if (mkl_ && mkl_->accepts(out, in)) {
+    mkl_->multiply(out, in, accumulate);
+  } else {
+    aten_(out, in, accumulate);
+  }
+}
+
+}  // namespace fusedlstm::cpu

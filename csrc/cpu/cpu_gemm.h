@@ -1,0 +1,37 @@
+// The CPU back-end's GEMMs (the interface is gemm.h's): oneDNN for large float32/bfloat16
+// products, MKL's packed SGEMM for small per-step ones, ATen (MKL / MKL-DNN) otherwise.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <fusedlstm/gemm.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "mkl_packed_gemm.h"
+
+namespace fusedlstm::cpu {
+
+// Multiply-accumulates above which oneDNN's fixed per-call cost (~10 us here) is repaid by its
+// faster kernels; below it, MKL packed (per step) or at::mm is faster. Set from the measurements
+// in DESIGN.md ("CPU performance").
+constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
+
+struct CpuGemm {
+  static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
+  static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);
+};
+
+class CpuStepGemm {
+ public:
+  CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows);
+  void operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const;
+
+ private:
+  AtenStepGemm aten_;
+  at::Tensor onednn_weight_;            // op(W)^T packed for oneDNN, when chosen
+  std::optional<MklPackedWeight> mkl_;  // when chosen
+};
+
+}  // namespace fusedlstm::cpu

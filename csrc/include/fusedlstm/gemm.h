@@ -1,0 +1,50 @@
+// The GEMMs of the time loop, as a device back-end provides them:
+//   Backend::linear(x, w, bias)   x w^T + bias   (the input projection of all steps)
+//   Backend::matmul(a, b)         a b            (the backward's gradients after the loop)
+//   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM)
+// These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
+// ones where that is faster (cpu/cpu_gemm.h).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+namespace fusedlstm {
+
+// b_ih + b_hh, either alone, or an undefined tensor when the layer has no bias.
+inline at::Tensor summed_bias(const c10::optional<at::Tensor>& b_ih,
+                              const c10::optional<at::Tensor>& b_hh) {
+  if (b_ih.has_value() && b_hh.has_value()) return *b_ih + *b_hh;
+  if (b_ih.has_value()) return *b_ih;
+  if (b_hh.has_value()) return *b_hh;
+  return at::Tensor();
+}
+
+
+struct AtenGemm {
+  static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+    return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
+  }
+  static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) { return at::mm(a, b); }
+};
+
+class AtenStepGemm {
+ public:
+  // transpose: use W^T (the forward's h W_hh^T); otherwise W (the backward's dgates W_hh).
+  // max_rows: the most rows `in` will have (unused here; lets other back-ends pre-pack for it).
+  AtenStepGemm(const at::Tensor& weight, bool transpose, int64_t /*max_rows*/)
+      : rhs_(transpose ? weight.t() : weight) {}
+
+  void operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const {
+    if (accumulate) {
+      at::addmm_out(out, out, in, rhs_);
+    } else {
+      at::mm_out(out, in, rhs_);
+    }
+  }
+
+ private:
+  at::Tensor rhs_;
+};
+
+}  // namespace fusedlstm

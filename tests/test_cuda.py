@@ -1,0 +1,178 @@
+"""The CUDA back-end against cuDNN's nn.LSTM and a float64 CPU reference. Skipped without a GPU;
+run by `make test` on any machine that has one."""
+
+import itertools
+
+import pytest
+import torch
+from conftest import tolerance
+from lstm_pairs import hidden_state, loss_of, make_pair, run
+from torch import nn
+
+import fusedlstm
+
+pytestmark = pytest.mark.skipif(
+    not (torch.cuda.is_available() and fusedlstm.CUDA_LOADED),
+    reason="needs a GPU and fusedlstm built with CUDA",
+)
+CUDA = "cuda"
+
+GRID = list(itertools.product([1, 2], [False, True], [False, True], [True, False], [0, 3],
+                              [True, False]))
+
+
+def to_cuda(ref, ours):
+    return ref.to(CUDA), ours.to(CUDA)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("layers,bidir,batch_first,bias,proj,with_hx", GRID)
+def test_lstm_matches_nn_lstm_on_cuda(layers, bidir, batch_first, bias, proj, with_hx, dtype):
+    ref, ours = to_cuda(*make_pair(4, 5, dtype, num_layers=layers, bidirectional=bidir,
+                                   batch_first=batch_first, bias=bias, proj_size=proj))
+    x = torch.randn((3, 6, 4) if batch_first else (6, 3, 4), dtype=dtype, device=CUDA)
+    hx = tuple(t.to(CUDA) for t in hidden_state(ref, 3, dtype)) if with_hx else None
+    ref_out, ref_grads = run(ref, x, hx)
+    our_out, our_grads = run(ours, x, hx)
+    for a, b in zip(our_out + our_grads, ref_out + ref_grads, strict=True):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a, b, **tolerance("lstm", dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_packed_on_cuda(dtype):
+    ref, ours = to_cuda(*make_pair(3, 4, dtype, num_layers=2, bidirectional=True))
+    padded = torch.randn(5, 4, 3, dtype=dtype, device=CUDA)
+    packed = nn.utils.rnn.pack_padded_sequence(padded, [2, 5, 1, 4], enforce_sorted=False)
+    outs = []
+    for module in (ref, ours):
+        output, (h, c) = module(packed)
+        loss_of(output, h, c).backward()
+        outs.append([output.data, h, c] + [p.grad for p in module.parameters()])
+    for a, b in zip(outs[1], outs[0], strict=True):
+        torch.testing.assert_close(a, b, **tolerance("lstm", dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cell_matches_nn_lstmcell_on_cuda(dtype):
+    ref = nn.LSTMCell(7, 9, dtype=dtype, device=CUDA)
+    ours = fusedlstm.LSTMCell(7, 9, dtype=dtype, device=CUDA)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 7, dtype=dtype, device=CUDA)
+    results = []
+    for cell in (ref, ours):
+        h, c = cell(x)
+        (h.sin().sum() + c.cos().sum()).backward()
+        results.append([h, c] + [p.grad for p in cell.parameters()])
+    for a, b in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(a, b, **tolerance("cell", dtype))
+
+
+def max_error(outputs, reference):
+    return max((a.double().cpu() - b.double().cpu()).abs().max().item()
+               for a, b in zip(outputs, reference, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_error_at_most_twice_cudnn(dtype):
+    """Against a float64 CPU reference, our error is at most 2x cuDNN's at the same dtype."""
+    ref64, _ = make_pair(32, 64, torch.float64, num_layers=2)
+    x64 = torch.randn(20, 8, 32, dtype=torch.float64)
+    reference, reference_grads = run(ref64, x64, None)
+    errors = {}
+    for name, cls in (("cudnn", nn.LSTM), ("fused", fusedlstm.LSTM)):
+        module = cls(32, 64, num_layers=2).to(CUDA, dtype)
+        module.load_state_dict(ref64.state_dict())
+        outputs, grads = run(module, x64.to(CUDA, dtype), None)
+        errors[name] = (max_error(outputs, reference), max_error(grads, reference_grads))
+    floor = {torch.float16: 1e-3, torch.bfloat16: 8e-3}[dtype]
+    for ours, cudnn in zip(errors["fused"], errors["cudnn"], strict=True):
+        assert ours <= 2 * max(cudnn, floor), errors
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cell_reduced_precision_runs_on_cuda(dtype):
+    cell = fusedlstm.LSTMCell(8, 16, device=CUDA, dtype=dtype)
+    h, c = cell(torch.randn(4, 8, device=CUDA, dtype=dtype))
+    assert h.dtype == dtype and torch.isfinite(h).all() and torch.isfinite(c).all()
+
+
+def test_opcheck_on_cuda():
+    from test_layer_ops import CASES, layer_args
+
+    for case in CASES:
+        args = layer_args(**case, dtype=torch.float32)
+        args = tuple(a.detach().to(CUDA).requires_grad_()
+                     if a is not None and a.dtype.is_floating_point else a for a in args)
+        torch.library.opcheck(torch.ops.fusedlstm.lstm_layer.default, (*args, False, True))
+    from test_cell_ops import cell_args
+
+    cell = tuple(None if a is None else a.detach().float().to(CUDA).requires_grad_()
+                 for a in cell_args())
+    torch.library.opcheck(torch.ops.fusedlstm.lstm_cell.default, cell)
+
+
+def test_compile_fullgraph_on_cuda():
+    torch._dynamo.reset()
+    model = fusedlstm.LSTM(6, 8, num_layers=2, bidirectional=True).to(CUDA)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(5, 3, 6, device=CUDA)
+    eager = model(x)[0]
+    torch.testing.assert_close(compiled(x)[0], eager, **tolerance("lstm", torch.float32))
+    compiled(x)[0].sum().backward()
+
+
+def test_cuda_graph_capture_of_forward_and_backward():
+    model = fusedlstm.LSTM(6, 8, num_layers=2).to(CUDA)
+    static_x = torch.randn(5, 3, 6, device=CUDA)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            model.zero_grad(set_to_none=True)
+            model(static_x)[0].sum().backward()
+    torch.cuda.current_stream().wait_stream(side)
+    model.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = model(static_x)[0]
+        static_out.sum().backward()
+    new_x = torch.randn_like(static_x)
+    static_x.copy_(new_x)
+    graph.replay()
+    captured_grads = [p.grad.clone() for p in model.parameters()]
+    expected = model(new_x)[0]
+    model.zero_grad(set_to_none=True)
+    expected.sum().backward()
+    torch.testing.assert_close(static_out, expected)
+    for a, p in zip(captured_grads, model.parameters(), strict=True):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_non_default_stream():
+    ref, ours = to_cuda(*make_pair(4, 5, torch.float32, num_layers=2))
+    x = torch.randn(6, 3, 4, device=CUDA)
+    expected = ours(x)[0]
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        actual = ours(x)[0]
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_model_on_second_gpu():
+    ref, ours = make_pair(4, 5, torch.float32)
+    ref, ours = ref.to("cuda:1"), ours.to("cuda:1")
+    x = torch.randn(6, 3, 4, device="cuda:1")
+    with torch.cuda.device(0):
+        out = ours(x)[0]
+    assert out.device == torch.device("cuda:1")
+    torch.testing.assert_close(out, ref(x)[0], **tolerance("lstm", torch.float32))
+
+
+def test_device_mismatch_is_a_clear_error():
+    cell = fusedlstm.LSTMCell(4, 6).to(CUDA)
+    with pytest.raises(RuntimeError, match="device|cuda|cpu"):
+        cell(torch.randn(3, 4), (torch.randn(3, 6, device=CUDA), torch.randn(3, 6, device=CUDA)))
