@@ -33,7 +33,7 @@ bench-quick: build
 	$(PY) bench/run.py --quick
 
 wheel: $(DEPS_STAMP)
-	$(PIP) wheel --quiet --disable-pip-version-check --no-build-isolation --no-deps -w dist .
+	$(PIP) wheel $(or $(PIP_WHEEL_FLAGS),--quiet) --disable-pip-version-check --no-build-isolation --no-deps -w dist .
 
 clean:
 	rm -rf build dist *.egg-info fusedlstm/*.so fusedlstm/_build_info.py

@@ -178,7 +178,16 @@ def write_build_info() -> None:
     )
 
 
+def remove_stale_cuda_extension() -> None:
+    """An editable build without CUDA must not leave an older _C_cuda*.so beside the new _C: its
+    op signatures may no longer match, and loading it would abort the process."""
+    for stale in (ROOT / "fusedlstm").glob("_C_cuda*.so"):
+        stale.unlink()
+
+
 write_build_info()
+if not WITH_CUDA:
+    remove_stale_cuda_extension()
 setup(
     libraries=capability_libraries,
     ext_modules=ext_modules,

@@ -19,10 +19,11 @@ TORCH_LIBRARY(fusedlstm, m) {
       "Tensor? b_hh, Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool train) -> (Tensor, "
       "Tensor, Tensor, Tensor, Tensor)");
   // Returns (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr);
-  // grad_w_hr is empty without a projection.
+  // grad_w_hr is empty without a projection, grad_input unless need_input_grad, the weight and
+  // bias gradients unless need_weight_grads (each skipped one saves a GEMM over all steps).
   m.def(
       "lstm_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor input, "
       "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, "
-      "bool reverse, Tensor output, Tensor gates, Tensor cells) -> (Tensor, Tensor, Tensor, "
-      "Tensor, Tensor, Tensor, Tensor)");
+      "bool reverse, Tensor output, Tensor gates, Tensor cells, bool need_input_grad, "
+      "bool need_weight_grads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

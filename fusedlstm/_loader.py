@@ -22,8 +22,10 @@ def load() -> bool:
             "`pip install --no-build-isolation -e .` (or `make test`)"
         )
     torch.ops.load_library(str(cpu))
+    from . import _build_info
+
     cuda = _find("_C_cuda")
-    if cuda is None:
+    if cuda is None or not _build_info.CUDA_COMPILED:  # a leftover of an older build
         return False
     try:
         torch.ops.load_library(str(cuda))

@@ -39,6 +39,7 @@ def _lstm_cell_setup_context(ctx, inputs, output):
     input, hx, cx, w_ih, w_hh, b_ih, b_hh = inputs
     _, cy, gates = output
     ctx.mark_non_differentiable(gates)
+    ctx.set_materialize_grads(False)
     ctx.has_bias = (b_ih is not None, b_hh is not None)
     ctx.save_for_backward(input, hx, cx, w_ih, w_hh, cy, gates)
 
@@ -103,16 +104,20 @@ def _lstm_layer_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, r
 @torch.library.register_fake("fusedlstm::lstm_layer_backward")
 def _lstm_layer_backward_fake(
     grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, reverse,
-    output, gates, cells,
+    output, gates, cells, need_input_grad, need_weight_grads,
 ):
+    def skipped():  # a fresh one per output: outputs never alias
+        return input.new_empty((0,))
+
+    weights = need_weight_grads
     return (
-        torch.empty_like(input),
+        torch.empty_like(input) if need_input_grad else skipped(),
         torch.empty_like(h0),
         torch.empty_like(c0),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_ih.new_empty((w_ih.shape[0],)),
-        torch.empty_like(w_hr) if w_hr is not None else w_ih.new_empty((0,)),
+        torch.empty_like(w_ih) if weights else skipped(),
+        torch.empty_like(w_hh) if weights else skipped(),
+        w_ih.new_empty((w_ih.shape[0],)) if weights else skipped(),
+        torch.empty_like(w_hr) if weights and w_hr is not None else skipped(),
     )
 
 
@@ -120,6 +125,9 @@ def _lstm_layer_setup_context(ctx, inputs, output):
     input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train = inputs
     out, _, _, gates, cells = output
     ctx.mark_non_differentiable(gates, cells)
+    # No zero-filled gradients for outputs the loss did not use (gates and cells never are):
+    # they would cost as much memory as the activations themselves.
+    ctx.set_materialize_grads(False)
     ctx.has_bias = (b_ih is not None, b_hh is not None)
     ctx.has_proj = w_hr is not None
     ctx.packed = batch_sizes is not None
@@ -139,25 +147,20 @@ def _lstm_layer_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _gra
     grad_output = torch.zeros_like(out) if grad_output is None else grad_output
     grad_h_n = torch.zeros_like(h0) if grad_h_n is None else grad_h_n
     grad_c_n = torch.zeros_like(c0) if grad_c_n is None else grad_c_n
+    needs = ctx.needs_input_grad
+    need_weight_grads = any(needs[3:8])
     grads = _ops.lstm_layer_backward(
         grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes,
-        ctx.reverse, out, gates, cells,
+        ctx.reverse, out, gates, cells, needs[0], need_weight_grads,
     )
     grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr = grads
-    has_b_ih, has_b_hh = ctx.has_bias
-    return (
-        grad_input,
-        grad_h0,
-        grad_c0,
-        grad_w_ih,
-        grad_w_hh,
-        grad_bias if has_b_ih else None,
-        grad_bias if has_b_hh else None,
-        grad_w_hr if ctx.has_proj else None,
-        None,
-        None,
-        None,
-    )
+    grads = (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_bias,
+             grad_w_hr)
+    present = (True, True, True, True, True, *ctx.has_bias, ctx.has_proj)
+    return tuple(
+        g if has and need else None
+        for g, has, need in zip(grads, present, needs[:8], strict=True)
+    ) + (None, None, None)
 
 
 torch.library.register_autograd(

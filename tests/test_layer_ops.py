@@ -55,9 +55,11 @@ def test_opcheck_lstm_layer_backward(case):
         **case, requires_grad=False, dtype=torch.float32)
     out, h_n, c_n, gates, cells = torch.ops.fusedlstm.lstm_layer(
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, True, True)
-    args = (torch.randn_like(out), torch.randn_like(h_n), torch.randn_like(c_n), x, h0, c0, w_ih,
-            w_hh, w_hr, batch_sizes, True, out, gates, cells)
-    torch.library.opcheck(torch.ops.fusedlstm.lstm_layer_backward.default, args)
+    for need_input_grad, need_weight_grads in [(True, True), (False, True), (True, False)]:
+        args = (torch.randn_like(out), torch.randn_like(h_n), torch.randn_like(c_n), x, h0, c0,
+                w_ih, w_hh, w_hr, batch_sizes, True, out, gates, cells, need_input_grad,
+                need_weight_grads)
+        torch.library.opcheck(torch.ops.fusedlstm.lstm_layer_backward.default, args)
 
 
 def test_op_does_not_mutate_inputs():

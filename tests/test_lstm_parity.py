@@ -131,3 +131,22 @@ def test_does_not_call_aten_lstm_kernels():
     forbidden = {"aten::lstm", "aten::_thnn_fused_lstm_cell", "aten::mkldnn_rnn_layer",
                  "aten::lstm_cell", "aten::mkldnn_rnn_layer_backward"}
     assert not names & forbidden
+
+
+@pytest.mark.parametrize("frozen", ["input", "weights", "layer0"])
+def test_gradients_when_some_inputs_need_none(frozen):
+    """The backward skips the GEMMs of gradients nobody asked for; the rest still match."""
+    ref, ours = make_pair(4, 5, num_layers=2, proj_size=3)
+    for module in (ref, ours):
+        for name, p in module.named_parameters():
+            p.requires_grad_(not (frozen == "weights" or (frozen == "layer0" and "l0" in name)))
+    x = torch.randn(6, 2, 4, dtype=torch.float64, requires_grad=frozen != "input")
+    results = []
+    for module in (ref, ours):
+        out, (h, c) = module(x)
+        grads = torch.autograd.grad(out.sin().sum() + h.sum(), [p for p in module.parameters()
+                                    if p.requires_grad] + ([x] if x.requires_grad else []))
+        results.append(grads)
+    assert len(results[0]) == len(results[1]) > 0
+    for a, b in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(a, b, **tolerance("lstm", torch.float64))

@@ -18,20 +18,24 @@ at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 
 at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
-  if (worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+  // A transposed `a` (the weight gradients' dgates^T) would make oneDNN copy it to row-major
+  // first: a buffer as large as all the gates, for a ~10% faster GEMM. MKL takes it as it is.
+  if (a.is_contiguous() && worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
     return onednn_linear(a, b.t(), at::Tensor());
   }
   return at::mm(a, b);
 }
 
-CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows)
-    : aten_(weight, transpose, max_rows) {
-  if (max_rows == 0) return;
+CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows,
+                         int64_t calls)
+    : aten_(weight, transpose, max_rows, calls) {
+  if (max_rows == 0 || calls == 0) return;
   // oneDNN computes x w^T with w (out, in); op(W) = W^T means w = W, op(W) = W means w = W^T.
   const at::Tensor w = transpose ? weight : weight.t();
+  const bool repeated = calls > 1;  // packing costs about one multiply: worth it only then
   if (worth_onednn(weight.scalar_type(), max_rows, w.size(0), w.size(1))) {
-    onednn_weight_ = onednn_pack_weight(w, max_rows);
-  } else if (weight.scalar_type() == at::kFloat && MklPackedWeight::available()) {
+    onednn_weight_ = repeated ? onednn_pack_weight(w, max_rows) : w;
+  } else if (repeated && weight.scalar_type() == at::kFloat && MklPackedWeight::available()) {
     mkl_.emplace(weight, transpose);
   }
 }

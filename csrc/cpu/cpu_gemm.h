@@ -25,12 +25,12 @@ struct CpuGemm {
 
 class CpuStepGemm {
  public:
-  CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows);
+  CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows, int64_t calls);
   void operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const;
 
  private:
   AtenStepGemm aten_;
-  at::Tensor onednn_weight_;            // op(W)^T packed for oneDNN, when chosen
+  at::Tensor onednn_weight_;            // op(W)^T for oneDNN (packed when called repeatedly)
   std::optional<MklPackedWeight> mkl_;  // when chosen
 };
 

@@ -29,7 +29,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
   check_state(cx, B, H, input, op, "cx");
 
   at::Tensor gates = Backend::linear(input, w_ih, summed_bias(b_ih, b_hh)).contiguous();
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, B);
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, B, /*calls=*/1);
   recurrent(gates, hx, /*accumulate=*/true);
 
   const at::Tensor c_prev = cx.contiguous();

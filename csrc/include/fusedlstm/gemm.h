@@ -31,8 +31,9 @@ struct AtenGemm {
 class AtenStepGemm {
  public:
   // transpose: use W^T (the forward's h W_hh^T); otherwise W (the backward's dgates W_hh).
-  // max_rows: the most rows `in` will have (unused here; lets other back-ends pre-pack for it).
-  AtenStepGemm(const at::Tensor& weight, bool transpose, int64_t /*max_rows*/)
+  // max_rows: the most rows `in` will have; calls: how many times it will run (0 for never).
+  // Both unused here; they let other back-ends decide whether pre-packing W pays.
+  AtenStepGemm(const at::Tensor& weight, bool transpose, int64_t /*max_rows*/, int64_t /*calls*/)
       : rhs_(transpose ? weight.t() : weight) {}
 
   void operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const {

@@ -19,6 +19,7 @@
 #include <fusedlstm/gemm.h>
 #include <fusedlstm/step_schedule.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -57,22 +58,29 @@ inline at::Tensor previous_row_index(const StepSchedule& s, bool reverse) {
   return index;
 }
 
-// The state every row of every step started from (h_{t-1} or c_{t-1}), as one (N, F) tensor, so
-// the backward's weight gradient is one GEMM. Padded input is a shift of the per-step states by
-// one step, done on the device with no host-to-device copy (so CUDA graphs can capture it);
-// packed input gathers with an index built on the host.
-inline at::Tensor previous_states(const at::Tensor& per_step, const at::Tensor& initial,
-                                  const StepSchedule& s, bool packed, bool reverse) {
-  if (!packed) {
-    const at::Tensor steps = per_step.reshape({s.steps, s.batch, initial.size(1)});
-    const at::Tensor first = initial.unsqueeze(0);
-    const at::Tensor shifted =
-        reverse ? at::cat({steps.narrow(0, 1, s.steps - 1), first})
-                : at::cat({first, steps.narrow(0, 0, s.steps - 1)});
-    return shifted.reshape({s.total_rows, initial.size(1)});
+// dL/dW_hh = sum over steps of dgates_t^T h_{t-1}, as few large GEMMs. Padded input: h_{t-1} is
+// the previous step's output (a shifted view, no copy) except at the first step processed, which
+// starts from h0. Packed input: rows join and leave the batch, so h_{t-1} is gathered with an
+// index built on the host.
+template <class Backend>
+at::Tensor recurrent_weight_grad(const at::Tensor& grad_gates, const at::Tensor& output,
+                                 const at::Tensor& h0, const StepSchedule& s, bool packed,
+                                 bool reverse) {
+  if (packed) {
+    const at::Tensor index = previous_row_index(s, reverse).to(output.device());
+    const at::Tensor h_prev = at::index_select(at::cat({output, h0}), 0, index);
+    return Backend::matmul(grad_gates.t(), h_prev);
   }
-  const at::Tensor index = previous_row_index(s, reverse).to(per_step.device());
-  return at::index_select(at::cat({per_step, initial}), 0, index);
+  const int64_t B = s.batch;
+  const int64_t later = s.total_rows - B;  // rows of every step but the first processed
+  const int64_t first = reverse ? later : 0;
+  at::Tensor grad = Backend::matmul(grad_gates.narrow(0, first, B).t(), h0);
+  if (later > 0) {
+    const at::Tensor gates_rows = grad_gates.narrow(0, reverse ? 0 : B, later);
+    const at::Tensor prev_rows = output.narrow(0, reverse ? B : 0, later);
+    grad = grad + Backend::matmul(gates_rows.t(), prev_rows);
+  }
+  return grad;
 }
 
 inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
@@ -108,9 +116,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   at::Tensor c_state = c0.contiguous().clone();
   at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch);
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch, s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/true,
-                                              has_proj ? s.batch : 0);
+                                              s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
   char* gates_base = static_cast<char*>(gates.data_ptr());
   char* output_base = static_cast<char*>(output.data_ptr());
@@ -141,7 +149,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
 }
 
 // Returns (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr). grad_bias
-// serves b_ih and b_hh alike; grad_w_hr is empty without a projection. Per step: one fused
+// serves b_ih and b_hh alike; grad_w_hr is empty without a projection; grad_input and the weight
+// gradients are empty when not needed. Per step: one fused
 // pointwise pass (dgates) and one GEMM (dh_{t-1}); the weight gradients are single large GEMMs
 // after the loop, so the result is deterministic (no atomics, fixed reduction order).
 template <class Backend>
@@ -151,7 +160,8 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                     const at::Tensor& c0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                     const c10::optional<at::Tensor>& w_hr,
                     const c10::optional<at::Tensor>& batch_sizes, bool reverse,
-                    const at::Tensor& output, const at::Tensor& gates, const at::Tensor& cells) {
+                    const at::Tensor& output, const at::Tensor& gates, const at::Tensor& cells,
+                    bool need_input_grad, bool need_weight_grads) {
   constexpr const char* op = "fusedlstm::lstm_layer_backward";
   const StepSchedule s = make_schedule(input, batch_sizes, op);
   const WeightShapes shape = layer_detail::check_layer(input, h0, c0, w_ih, w_hh, c10::nullopt,
@@ -175,25 +185,21 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   const at::Tensor grad_out = grad_output.reshape({N, P}).contiguous();
   const at::Tensor saved_gates = gates.reshape({N, G}).contiguous();
   const at::Tensor saved_cells = cells.reshape({N, H}).contiguous();
-  const bool packed = batch_sizes.has_value();
-  const at::Tensor h_prev =
-      layer_detail::previous_states(output.reshape({N, P}), h0, s, packed, reverse);
-  const at::Tensor c_prev = layer_detail::previous_states(saved_cells, c0, s, packed, reverse)
-                                .contiguous();
+  const at::Tensor c_initial = c0.contiguous();
 
   at::Tensor grad_gates = at::empty({N, G}, options);
   at::Tensor grad_h_state = grad_h_n.contiguous().clone();
   at::Tensor grad_c_state = grad_c_n.contiguous().clone();
   at::Tensor grad_h_all = has_proj ? at::empty({N, P}, options) : at::Tensor();
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch);
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch, s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/false,
-                                              has_proj ? s.batch : 0);
+                                              s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
   const char* grad_out_base = static_cast<const char*>(grad_out.const_data_ptr());
   const char* gates_base = static_cast<const char*>(saved_gates.const_data_ptr());
   const char* cells_base = static_cast<const char*>(saved_cells.const_data_ptr());
-  const char* c_prev_base = static_cast<const char*>(c_prev.const_data_ptr());
+  const char* c0_base = static_cast<const char*>(c_initial.const_data_ptr());
   char* grad_gates_base = static_cast<char*>(grad_gates.data_ptr());
 
   for (int64_t i = s.steps - 1; i >= 0; --i) {
@@ -211,25 +217,51 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       grad_h = grad_m_step.const_data_ptr();
       grad_h_extra = nullptr;
     }
-    Backend::backward(PointwiseBackwardArgs{
-        input.scalar_type(), rows, H, grad_h, has_proj ? H : P, grad_h_extra, P,
-        grad_c_state.const_data_ptr(), grad_c_state.data_ptr(), gates_base + offset * G * elem,
-        cells_base + offset * H * elem, c_prev_base + offset * H * elem,
-        grad_gates_base + offset * G * elem});
+    // c_{t-1} of the rows that continue from the previous step is that step's saved c; rows
+    // that start here (all of them at the first step; packed rows joining in reverse) use c0.
+    const int64_t prev = reverse ? t + 1 : t - 1;
+    const bool has_prev = prev >= 0 && prev < s.steps;
+    const int64_t continuing = has_prev ? std::min(rows, s.rows[prev]) : 0;
+    const int64_t grad_h_stride = has_proj ? H : P;
+    auto pointwise_rows = [&](int64_t first, int64_t count, const char* c_prev) {
+      if (count == 0) return;
+      const char* grad_h_rows = static_cast<const char*>(grad_h) + first * grad_h_stride * elem;
+      const char* extra_rows =
+          grad_h_extra ? static_cast<const char*>(grad_h_extra) + first * P * elem : nullptr;
+      char* grad_c_rows = static_cast<char*>(grad_c_state.data_ptr()) + first * H * elem;
+      const int64_t row = offset + first;
+      Backend::backward(PointwiseBackwardArgs{
+          input.scalar_type(), count, H, grad_h_rows, grad_h_stride, extra_rows, P, grad_c_rows,
+          grad_c_rows, gates_base + row * G * elem, cells_base + row * H * elem, c_prev,
+          grad_gates_base + row * G * elem});
+    };
+    pointwise_rows(0, continuing,
+                   has_prev ? cells_base + s.row_offset[prev] * H * elem : nullptr);
+    pointwise_rows(continuing, rows - continuing, c0_base + continuing * H * elem);
     recurrent(step_grad_h_state, grad_gates.narrow(0, offset, rows), /*accumulate=*/false);
   }
 
-  std::vector<int64_t> input_shape(input.sizes().begin(), input.sizes().end());
-  at::Tensor grad_w_hr = at::empty({0}, options);
+  // Outputs must not alias one another, so each skipped gradient is its own empty tensor.
+  const auto skipped = [&] { return at::empty({0}, options); };
+  at::Tensor grad_input = skipped();
+  if (need_input_grad) {
+    std::vector<int64_t> input_shape(input.sizes().begin(), input.sizes().end());
+    grad_input = Backend::matmul(grad_gates, w_ih).view(input_shape);
+  }
+  if (!need_weight_grads) {
+    return {grad_input, grad_h_state, grad_c_state, skipped(), skipped(), skipped(), skipped()};
+  }
+  at::Tensor grad_w_hr = skipped();
   if (has_proj) {
     const at::Tensor m = saved_gates.narrow(1, 3 * H, H) * at::tanh(saved_cells);
     grad_w_hr = Backend::matmul(grad_h_all.t(), m);
   }
-  return {Backend::matmul(grad_gates, w_ih).view(input_shape),
+  return {grad_input,
           grad_h_state,
           grad_c_state,
           Backend::matmul(grad_gates.t(), x),
-          Backend::matmul(grad_gates.t(), h_prev),
+          layer_detail::recurrent_weight_grad<Backend>(grad_gates, output.reshape({N, P}), h0, s,
+                                                       batch_sizes.has_value(), reverse),
           grad_gates.sum(0),
           grad_w_hr};
 }

@@ -1,0 +1,217 @@
+"""What the benchmarks compare: shapes, implementations, modes, and how to run one of each.
+
+Every implementation gets the same weights and the same input, built here once per case.
+"""
+
+import platform
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+import fusedlstm
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    T: int
+    B: int
+    I: int  # noqa: E741  (the docs' name for the input size)
+    H: int
+    layers: int = 1
+    bidirectional: bool = False
+    sweep: str = ""  # "H" or "B" when the shape belongs to a sweep plot
+
+    @property
+    def label(self) -> str:
+        extra = f" L{self.layers}" + (" bi" if self.bidirectional else "")
+        return f"T={self.T} B={self.B} I={self.I} H={self.H}{extra}"
+
+
+MAIN_SHAPES = [
+    Shape("fastrnns", 100, 64, 512, 512),
+    Shape("sentiment", 200, 50, 30, 512),
+    Shape("small-2layer", 50, 8, 64, 128, layers=2),
+    Shape("batch1", 100, 1, 128, 128),
+    Shape("bi-2layer", 100, 32, 256, 256, layers=2, bidirectional=True),
+]
+H_SWEEP = [Shape(f"H{h}", 100, 32, h, h, sweep="H") for h in (64, 128, 256, 512, 1024)]
+B_SWEEP = [Shape(f"B{b}", 100, b, 256, 256, sweep="B") for b in (1, 8, 32, 128)]
+GPU_SHAPES = [Shape("haste", 250, 32, 128, 256), Shape("large", 100, 64, 1024, 1024)]
+# The per-step cell comparison: T is the number of steps a Python loop runs.
+CELL_SHAPES = [Shape("cell-B64-H512", 1, 64, 512, 512), Shape("cell-B1-H128", 1, 1, 128, 128)]
+
+MODES = ("inference", "training")  # no_grad forward; forward + backward
+
+LAYER_IMPLS = ("fused", "nn", "nn_native", "nn_cell_loop", "fused_cell_loop")
+CELL_IMPLS = ("fused_cell", "nn_cell")
+BASELINE = {"fused": "nn", "fused_cell": "nn_cell"}
+
+
+def shapes_for(device: str, quick: bool) -> list[Shape]:
+    if quick:
+        return [MAIN_SHAPES[0], MAIN_SHAPES[3], H_SWEEP[1]]
+    shapes = MAIN_SHAPES + H_SWEEP + [s for s in B_SWEEP if s.B != 32]
+    if device == "cuda":
+        shapes += GPU_SHAPES
+    return shapes
+
+
+def native_flags(device: str):
+    """nn.LSTM's own ATen path: oneDNN (CPU) or cuDNN (GPU) switched off."""
+    if device == "cuda":
+        return torch.backends.cudnn.flags(enabled=False)
+    return torch.backends.mkldnn.flags(enabled=False)
+
+
+class CellLoop(nn.Module):
+    """A Python loop over LSTMCells, layer by layer and direction by direction: the baseline a
+    user writes by hand. Holds its own cells with the weights of an nn.LSTM."""
+
+    def __init__(self, cell_cls, lstm: nn.LSTM):
+        super().__init__()
+        self.bidirectional = lstm.bidirectional
+        self.cells = nn.ModuleList()
+        for layer in range(lstm.num_layers):
+            for suffix in ("", "_reverse")[: 2 if lstm.bidirectional else 1]:
+                cell = cell_cls(lstm.input_size if layer == 0 else lstm.hidden_size *
+                                (2 if lstm.bidirectional else 1), lstm.hidden_size,
+                                device=lstm.weight_ih_l0.device, dtype=lstm.weight_ih_l0.dtype)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(cell, name).data.copy_(getattr(lstm, f"{name}_l{layer}{suffix}"))
+                self.cells.append(cell)
+
+    def forward(self, x):
+        directions = 2 if self.bidirectional else 1
+        for layer in range(len(self.cells) // directions):
+            outputs = []
+            for direction in range(directions):
+                cell = self.cells[layer * directions + direction]
+                steps = range(x.shape[0]) if direction == 0 else reversed(range(x.shape[0]))
+                state, per_step = None, [None] * x.shape[0]
+                for t in steps:
+                    state = cell(x[t], state)
+                    per_step[t] = state[0]
+                outputs.append(torch.stack(per_step))
+            x = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]
+        return x
+
+
+@dataclass
+class Case:
+    shape: Shape
+    mode: str
+    device: str
+    dtype: torch.dtype
+
+    @property
+    def key(self) -> str:
+        return f"{self.shape.name}/{self.mode}/{self.device}/{str(self.dtype).replace('torch.', '')}"
+
+
+def build_runners(case: Case, impls: tuple[str, ...]) -> dict[str, Callable[[], torch.Tensor]]:
+    """One zero-argument callable per implementation, each running one forward (inference) or one
+    forward + backward (training) and returning the output."""
+    s, device, dtype = case.shape, case.device, case.dtype
+    torch.manual_seed(0)
+    if impls == CELL_IMPLS:
+        ref = nn.LSTMCell(s.I, s.H, device=device, dtype=dtype)
+        ours = fusedlstm.LSTMCell(s.I, s.H, device=device, dtype=dtype)
+        ours.load_state_dict(ref.state_dict())
+        modules = {"nn_cell": ref, "fused_cell": ours}
+        x = torch.randn(s.B, s.I, device=device, dtype=dtype)
+        hx = (torch.randn(s.B, s.H, device=device, dtype=dtype),
+              torch.randn(s.B, s.H, device=device, dtype=dtype))
+        call = {name: (lambda m=m: m(x, hx)[0]) for name, m in modules.items()}
+    else:
+        ref = nn.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                      dtype=dtype)
+        ours = fusedlstm.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                              dtype=dtype)
+        ours.load_state_dict(ref.state_dict())
+        modules = {"nn": ref, "nn_native": ref, "fused": ours,
+                   "nn_cell_loop": CellLoop(nn.LSTMCell, ref),
+                   "fused_cell_loop": CellLoop(fusedlstm.LSTMCell, ref)}
+        x = torch.randn(s.T, s.B, s.I, device=device, dtype=dtype)
+
+        def call_module(name, m):
+            if name in ("nn_cell_loop", "fused_cell_loop"):
+                return lambda: m(x)
+            native = name == "nn_native"
+
+            def run():
+                with native_flags(device) if native else nullcontext():
+                    return m(x)[0]
+
+            return run
+
+        call = {name: call_module(name, modules[name]) for name in impls}
+
+    def runner(name):
+        module, forward = modules[name], call[name]
+        if case.mode == "inference":
+            def run():
+                with torch.no_grad():
+                    return forward()
+        else:
+            def run():
+                module.zero_grad(set_to_none=True)
+                out = forward()
+                out.sum().backward()
+                return out
+        return run
+
+    return {name: runner(name) for name in impls}
+
+
+def parity(case: Case) -> dict:
+    """Max |difference| of the output and of one weight gradient, fused vs nn, for this case."""
+    s, device, dtype = case.shape, case.device, case.dtype
+    torch.manual_seed(0)
+    if s.name.startswith("cell-"):
+        ref = nn.LSTMCell(s.I, s.H, device=device, dtype=dtype)
+        ours = fusedlstm.LSTMCell(s.I, s.H, device=device, dtype=dtype)
+        x = torch.randn(s.B, s.I, device=device, dtype=dtype)
+        weight = "weight_ih"  # (with no hx, h_{t-1} = 0 and weight_hh's gradient is zero)
+    else:
+        ref = nn.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                      dtype=dtype)
+        ours = fusedlstm.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                              dtype=dtype)
+        x = torch.randn(s.T, s.B, s.I, device=device, dtype=dtype)
+        weight = "weight_hh_l0"
+    ours.load_state_dict(ref.state_dict())
+    outs = []
+    for module in (ref, ours):
+        out = module(x)[0]
+        out.float().pow(2).mean().backward()
+        outs.append((out.detach().float(), getattr(module, weight).grad.float()))
+    return {"max_abs_diff_output": (outs[0][0] - outs[1][0]).abs().max().item(),
+            "max_abs_diff_grad_" + weight: (outs[0][1] - outs[1][1]).abs().max().item()}
+
+
+def environment(device: str) -> dict:
+    from fusedlstm import _build_info
+
+    info = {
+        "torch": torch.__version__,
+        "fusedlstm": fusedlstm.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cuda_kernels": _build_info.CUDA_COMPILED,
+        "device": device,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        info["cpu"] = names[0] if names else info["cpu"]
+    except OSError:
+        pass
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info

@@ -1,0 +1,167 @@
+"""Writes the benchmark report from run.py's results: report.md (one table per device and dtype,
+ratios in bold where fusedlstm is faster) and PNG plots of time ratios against nn.LSTM over the
+hidden-size and batch-size sweeps.
+
+Usage: python bench/report.py [results.json]   (run.py calls write() itself)
+"""
+
+import json
+import sys
+from pathlib import Path
+
+NAMES = {
+    "fused": "fusedlstm.LSTM",
+    "nn": "nn.LSTM",
+    "nn_native": "nn.LSTM native",
+    "nn_cell_loop": "loop of nn.LSTMCell",
+    "fused_cell_loop": "loop of fusedlstm.LSTMCell",
+    "fused_cell": "fusedlstm.LSTMCell",
+    "nn_cell": "nn.LSTMCell",
+}
+
+
+def ms(t: dict) -> str:
+    return f"{t['median'] * 1e3:.2f} ({t['q1'] * 1e3:.2f}–{t['q3'] * 1e3:.2f})"
+
+
+def ratio(value: float) -> str:
+    return f"**{value:.2f}**" if value < 1 else f"{value:.2f}"
+
+
+def layer_table(records: list[dict]) -> list[str]:
+    impls = records[0]["impls"]
+    others = [i for i in impls if i != "fused"]
+    head = (["shape", "mode"] + [f"{NAMES[i]} ms" for i in impls]
+            + [f"fused / {NAMES[i]}" for i in others] + ["fused tokens/s", "max Δ out", "max Δ grad"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        t = r["timings"]
+        fused = t["fused"]["median"]
+        parity = list(r["parity"].values())
+        cells = ([r["shape"]["name"] + " — " + label(r["shape"]), r["mode"]]
+                 + [ms(t[i]) for i in impls] + [ratio(fused / t[i]["median"]) for i in others]
+                 + [f"{r['tokens'] / fused:,.0f}", f"{parity[0]:.1e}", f"{parity[1]:.1e}"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def label(shape: dict) -> str:
+    text = f"T={shape['T']} B={shape['B']} I={shape['I']} H={shape['H']}"
+    if shape["layers"] > 1:
+        text += f" L{shape['layers']}"
+    return text + (" bi" if shape["bidirectional"] else "")
+
+
+def memory_table(memory: list[dict]) -> list[str]:
+    shapes = list(dict.fromkeys(m["shape"] for m in memory))
+    impls = list(dict.fromkeys(m["impl"] for m in memory))
+    peak = {(m["shape"], m["impl"]): m["peak_bytes"] for m in memory}
+    head = ["shape"] + [f"{NAMES[i]} MiB" for i in impls] + ["fused / nn.LSTM"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in shapes:
+        values = [peak.get((s, i)) for i in impls]
+        fused, nn = peak.get((s, "fused")), peak.get((s, "nn"))
+        cells = [s] + ["—" if v is None else f"{v / 2**20:.1f}" for v in values]
+        cells.append(ratio(fused / nn) if fused and nn else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_sweeps(records: list[dict], out_dir: Path, suffix: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for sweep, axis_label in (("H", "hidden size H (T=100, B=32, I=H)"),
+                              ("B", "batch size B (T=100, I=H=256)")):
+        chosen = [r for r in records if r["dtype"] == "float32" and "fused" in r["impls"]
+                  and (r["shape"]["sweep"] == sweep
+                       or (sweep == "B" and r["shape"]["name"] == "H256"))]
+        if len(chosen) < 2:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+        for ax, mode in zip(axes, ("inference", "training"), strict=True):
+            rows = sorted((r for r in chosen if r["mode"] == mode),
+                          key=lambda r: r["shape"][sweep])
+            xs = [r["shape"][sweep] for r in rows]
+            for impl in rows[0]["impls"]:
+                if impl == "nn":
+                    continue
+                ys = [r["timings"][impl]["median"] / r["timings"]["nn"]["median"] for r in rows]
+                ax.plot(xs, ys, marker="o", label=NAMES[impl], linewidth=2.2 if impl == "fused"
+                        else 1.2)
+            ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="nn.LSTM (= 1)")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks(xs, [str(x) for x in xs])
+            ax.set_xlabel(axis_label)
+            ax.set_title(f"{mode} ({'no_grad forward' if mode == 'inference' else 'fwd + bwd'})")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("time / nn.LSTM time (lower is faster)")
+        axes[1].legend(fontsize=8, loc="upper left")
+        device = rows[0]["device"]
+        fig.suptitle(f"fusedlstm vs nn.LSTM on {device}, float32: time ratio vs {sweep}")
+        fig.tight_layout()
+        path = out_dir / f"ratio_vs_{sweep}{suffix}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
+    env = results["environment"]
+    records = results["records"]
+    lines = [f"# fusedlstm benchmark{' (quick)' if results.get('quick') else ''}", "",
+             f"- machine: {env['cpu']}, device `{env['device']}`"
+             + (f" ({env['gpu']}, cuDNN {env['cudnn']})" if "gpu" in env else ""),
+             f"- torch {env['torch']}, fusedlstm {env['fusedlstm']}, {env['threads']} threads, "
+             f"CPU kernels {env['cpu_capability']}",
+             "- times: median (first–third quartile) of interleaved rounds, one process, same "
+             "weights and input for every implementation; ratios < 1 (bold) mean fusedlstm is "
+             "faster. `nn.LSTM` is the default path (oneDNN on CPU, cuDNN on GPU); `native` is "
+             "nn.LSTM with those switched off (ATen's own LSTM).",
+             "- parity: max |fused − nn.LSTM| of the output and of one weight gradient, per case.",
+             f"- total run time {results['elapsed_s']:.0f} s", ""]
+    groups = {}
+    for r in records:
+        kind = "cell" if "fused_cell" in r["impls"] else "layer"
+        groups.setdefault((kind, r["device"], r["dtype"], tuple(r["impls"])), []).append(r)
+    for (kind, device, dtype, _), rows in groups.items():
+        title = "LSTMCell, one step" if kind == "cell" else "LSTM layer stack"
+        lines += [f"## {title}: {device}, {dtype}", ""] + layer_table_for(kind, rows) + [""]
+    if results.get("memory"):
+        lines += ["## Peak memory of one training step (forward + backward), float32", "",
+                  f"Method: {'RSS high-water mark of a fresh process per case' if env['device'] == 'cpu' else 'torch.cuda.max_memory_allocated'}.",
+                  ""] + memory_table(results["memory"]) + [""]
+    plots = plot_sweeps(records, out_dir, suffix)
+    for p in plots:
+        lines += [f"![{p.stem}]({p.name})", ""]
+    path = out_dir / f"report{suffix}.md"
+    path.write_text("\n".join(lines))
+    return [path] + plots
+
+
+def layer_table_for(kind: str, rows: list[dict]) -> list[str]:
+    if kind == "layer":
+        return layer_table(rows)
+    head = ["shape", "mode", "fusedlstm.LSTMCell ms", "nn.LSTMCell ms", "fused / nn", "max Δ out",
+            "max Δ grad"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        t = r["timings"]
+        parity = list(r["parity"].values())
+        lines.append("| " + " | ".join([
+            f"B={r['shape']['B']} I={r['shape']['I']} H={r['shape']['H']}", r["mode"],
+            ms(t["fused_cell"]), ms(t["nn_cell"]),
+            ratio(t["fused_cell"]["median"] / t["nn_cell"]["median"]),
+            f"{parity[0]:.1e}", f"{parity[1]:.1e}"]) + " |")
+    return lines
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "results-cpu.json"
+    print(write(json.loads(source.read_text()), source.parent,
+                suffix=source.stem.replace("results", "")))
