@@ -24,7 +24,7 @@ test: build
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 lint: $(DEPS_STAMP)
-	$(VENV)/bin/ruff check fusedlstm tests bench setup.py
+	$(VENV)/bin/ruff check fusedlstm tests bench setup.py .ci
 
 bench: build
 	$(PY) bench/run.py

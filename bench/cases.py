@@ -109,7 +109,8 @@ class Case:
 
     @property
     def key(self) -> str:
-        return f"{self.shape.name}/{self.mode}/{self.device}/{str(self.dtype).replace('torch.', '')}"
+        dtype = str(self.dtype).replace("torch.", "")
+        return f"{self.shape.name}/{self.mode}/{self.device}/{dtype}"
 
 
 def build_runners(case: Case, impls: tuple[str, ...]) -> dict[str, Callable[[], torch.Tensor]]:

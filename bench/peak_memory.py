@@ -19,8 +19,17 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import CELL_IMPLS, LAYER_IMPLS, Case, build_runners  # noqa: E402
-from cases import CELL_SHAPES, GPU_SHAPES, MAIN_SHAPES, H_SWEEP, B_SWEEP  # noqa: E402
+from cases import (  # noqa: E402  # noqa: E402
+    B_SWEEP,
+    CELL_IMPLS,
+    CELL_SHAPES,
+    GPU_SHAPES,
+    H_SWEEP,
+    LAYER_IMPLS,
+    MAIN_SHAPES,
+    Case,
+    build_runners,
+)
 
 
 def status_kib(field: str) -> int:

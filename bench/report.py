@@ -32,7 +32,8 @@ def layer_table(records: list[dict]) -> list[str]:
     impls = records[0]["impls"]
     others = [i for i in impls if i != "fused"]
     head = (["shape", "mode"] + [f"{NAMES[i]} ms" for i in impls]
-            + [f"fused / {NAMES[i]}" for i in others] + ["fused tokens/s", "max Δ out", "max Δ grad"])
+            + [f"fused / {NAMES[i]}" for i in others]
+            + ["fused tokens/s", "max Δ out", "max Δ grad"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
         t = r["timings"]
@@ -133,9 +134,11 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
         title = "LSTMCell, one step" if kind == "cell" else "LSTM layer stack"
         lines += [f"## {title}: {device}, {dtype}", ""] + layer_table_for(kind, rows) + [""]
     if results.get("memory"):
+        method = ("rise of the resident set (RSS high-water mark) during a second training step "
+                  "in a fresh process per case" if env["device"] == "cpu"
+                  else "torch.cuda.max_memory_allocated over a training step")
         lines += ["## Peak memory of one training step (forward + backward), float32", "",
-                  f"Method: {'RSS high-water mark of a fresh process per case' if env['device'] == 'cpu' else 'torch.cuda.max_memory_allocated'}.",
-                  ""] + memory_table(results["memory"]) + [""]
+                  f"Method: {method}.", ""] + memory_table(results["memory"]) + [""]
     plots = plot_sweeps(records, out_dir, suffix)
     for p in plots:
         lines += [f"![{p.stem}]({p.name})", ""]
@@ -162,6 +165,7 @@ def layer_table_for(kind: str, rows: list[dict]) -> list[str]:
 
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "results-cpu.json"
+    default = Path(__file__).parent / "results" / "results-cpu.json"
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     print(write(json.loads(source.read_text()), source.parent,
                 suffix=source.stem.replace("results", "")))
