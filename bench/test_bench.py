@@ -1,0 +1,51 @@
+"""pytest-benchmark suite: `pytest bench/ --benchmark-json=out.json` (separate from tests/).
+
+One benchmark per (shape, mode, implementation), grouped per shape and mode so pytest-benchmark
+prints fusedlstm beside nn.LSTM. `make bench` (bench/run.py) is the interleaved report; this suite
+is for pytest-benchmark's own tooling (comparisons between commits, histograms).
+"""
+
+import pytest
+import torch
+from cases import (
+    CELL_IMPLS,
+    CELL_SHAPES,
+    LAYER_IMPLS,
+    MAIN_SHAPES,
+    MODES,
+    Case,
+    build_runners,
+    environment,
+)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+LAYER_CASES = [(s, m, i) for s in MAIN_SHAPES for m in MODES for i in LAYER_IMPLS]
+CELL_CASES = [(s, m, i) for s in CELL_SHAPES for m in MODES for i in CELL_IMPLS]
+
+
+def bench_case(benchmark, shape, mode, impl, impls):
+    case = Case(shape, mode, DEVICE, torch.float32)
+    run = build_runners(case, impls)[impl]
+    benchmark.group = f"{shape.name} ({shape.label}) {mode}"
+    benchmark.extra_info.update(environment(DEVICE))
+    benchmark.extra_info.update({"shape": shape.label, "mode": mode, "impl": impl,
+                                 "dtype": "float32"})
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
+
+    def once():
+        run()
+        sync()
+
+    benchmark.pedantic(once, rounds=5, iterations=1, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("shape,mode,impl", LAYER_CASES,
+                         ids=[f"{s.name}-{m}-{i}" for s, m, i in LAYER_CASES])
+def test_layer(benchmark, shape, mode, impl):
+    bench_case(benchmark, shape, mode, impl, LAYER_IMPLS)
+
+
+@pytest.mark.parametrize("shape,mode,impl", CELL_CASES,
+                         ids=[f"{s.name}-{m}-{i}" for s, m, i in CELL_CASES])
+def test_cell(benchmark, shape, mode, impl):
+    bench_case(benchmark, shape, mode, impl, CELL_IMPLS)

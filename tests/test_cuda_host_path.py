@@ -1,0 +1,28 @@
+"""The CUDA build's host code, run on the CPU.
+
+The time loop, buffer sizes, slicing and GEMM calls are one template (layer_algorithm.h /
+cell_algorithm.h) shared by both devices; the CUDA back-end plugs in ATen's GEMMs (AtenGemm,
+AtenStepGemm) where the CPU back-end prefers oneDNN / MKL-packed ones. FUSEDLSTM_CPU_GEMM=aten
+makes the CPU use the CUDA back-end's GEMM classes too, so this runs the parity suite through the
+exact host path of the CUDA build; only the kernel launchers differ.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+
+
+@pytest.mark.slow
+def test_parity_suite_with_the_cuda_backends_gemms():
+    env = dict(os.environ, FUSEDLSTM_CPU_GEMM="aten")
+    selection = ["test_lstm_parity.py", "test_packed.py", "test_cell_parity.py",
+                 "test_layer_ops.py", "-k", "not compile"]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                           *selection], cwd=TESTS, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout
