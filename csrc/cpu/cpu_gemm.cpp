@@ -68,4 +68,10 @@ void CpuStepGemm::operator()(at::Tensor& out, const at::Tensor& in, bool accumul
   }
 }
 
+at::Tensor CpuStepGemm::add_to(at::Tensor& out, const at::Tensor& in) const {
+  if (onednn_weight_.defined()) return onednn_linear(in, onednn_weight_, at::Tensor());
+  (*this)(out, in, /*accumulate=*/true);
+  return at::Tensor();
+}
+
 }  // namespace fusedlstm::cpu

@@ -30,15 +30,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
 
   at::Tensor gates = Backend::linear(input, w_ih, summed_bias(b_ih, b_hh)).contiguous();
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, B, /*calls=*/1);
-  recurrent(gates, hx, /*accumulate=*/true);
+  const at::Tensor recurrent_part = recurrent.add_to(gates, hx);
 
   const at::Tensor c_prev = cx.contiguous();
   at::Tensor hy = at::empty({B, H}, input.options());
   at::Tensor cy = at::empty({B, H}, input.options());
   if (B > 0) {
-    Backend::forward(PointwiseForwardArgs{input.scalar_type(), B, H, gates.data_ptr(),
-                                            c_prev.const_data_ptr(), cy.data_ptr(), nullptr,
-                                            hy.data_ptr(), H, nullptr, 0});
+    Backend::forward(PointwiseForwardArgs{
+        input.scalar_type(), B, H, gates.const_data_ptr(),
+        recurrent_part.defined() ? recurrent_part.const_data_ptr() : nullptr, gates.data_ptr(),
+        c_prev.const_data_ptr(), cy.data_ptr(), nullptr, hy.data_ptr(), H, nullptr, 0});
   }
   return {hy, cy, gates};
 }

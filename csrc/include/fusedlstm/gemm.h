@@ -44,6 +44,13 @@ class AtenStepGemm {
     }
   }
 
+  // Adds in . op(W) to out, or, where the GEMM cannot accumulate in place, returns the product
+  // for the caller to add (the fused pointwise pass takes it as an addend: no extra pass).
+  at::Tensor add_to(at::Tensor& out, const at::Tensor& in) const {
+    (*this)(out, in, /*accumulate=*/true);
+    return at::Tensor();
+  }
+
  private:
   at::Tensor rhs_;
 };

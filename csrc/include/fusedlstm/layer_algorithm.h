@@ -87,6 +87,17 @@ inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
   return reverse ? s.steps - 1 - i : i;
 }
 
+// Steps per input-projection chunk in inference: enough rows for an efficient GEMM (256), or as
+// many as fit in ~2 MiB of gates (a core's L2 here), whichever is more.
+inline int64_t inference_chunk_steps(const StepSchedule& s, int64_t gates_per_row, size_t elem) {
+  constexpr int64_t kMinRows = 256;
+  constexpr int64_t kChunkBytes = int64_t{2} << 20;
+  const int64_t batch = std::max<int64_t>(1, s.batch);
+  const int64_t for_rows = (kMinRows + batch - 1) / batch;
+  const int64_t for_bytes = kChunkBytes / (batch * gates_per_row * static_cast<int64_t>(elem));
+  return std::clamp<int64_t>(std::max(for_rows, for_bytes), 1, s.steps);
+}
+
 }  // namespace layer_detail
 
 // Returns (output, h_n, c_n, gates, cells). output is (T, B, P) for padded input and (N, P) for
@@ -109,43 +120,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   const bool has_proj = w_hr.has_value();
 
   const at::Tensor x = input.reshape({s.total_rows, shape.input_size});
-  at::Tensor gates = Backend::linear(x, w_ih, summed_bias(b_ih, b_hh)).contiguous();
-
+  const at::Tensor bias = summed_bias(b_ih, b_hh);
   at::Tensor output = at::empty({s.total_rows, P}, options);
   at::Tensor h_state = h0.contiguous().clone();
   at::Tensor c_state = c0.contiguous().clone();
   at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
+  at::Tensor saved_gates = at::empty({0}, options);
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch, s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/true,
                                               s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
-  char* gates_base = static_cast<char*>(gates.data_ptr());
   char* output_base = static_cast<char*>(output.data_ptr());
   char* cells_base = train ? static_cast<char*>(cells.data_ptr()) : nullptr;
 
-  for (int64_t i = 0; i < s.steps; ++i) {
-    const int64_t t = layer_detail::step_at(s, i, reverse);
-    const int64_t rows = s.rows[t];
-    const int64_t offset = s.row_offset[t];
-    at::Tensor step_gates = gates.narrow(0, offset, rows);
-    recurrent(step_gates, h_state.narrow(0, 0, rows), /*accumulate=*/true);
-    Backend::forward(PointwiseForwardArgs{
-        input.scalar_type(), rows, H, gates_base + offset * G * elem, c_state.const_data_ptr(),
-        c_state.data_ptr(), train ? cells_base + offset * H * elem : nullptr,
-        has_proj ? m_step.data_ptr() : output_base + offset * P * elem, has_proj ? H : P,
-        has_proj ? nullptr : h_state.data_ptr(), P});
-    if (has_proj) {
-      at::Tensor step_output = output.narrow(0, offset, rows);
-      projection(step_output, m_step.narrow(0, 0, rows), /*accumulate=*/false);
-      h_state.narrow(0, 0, rows).copy_(step_output);
+  // The input projection of a chunk of steps, one GEMM per chunk. Training keeps all gates (the
+  // activated gates are saved in the same buffer), so one chunk covers the sequence; inference
+  // keeps none, so it projects a few steps at a time into a buffer that stays in cache.
+  const int64_t chunk = train ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
+  for (int64_t first = 0; first < s.steps; first += chunk) {
+    const int64_t last = std::min(first + chunk, s.steps) - 1;
+    const int64_t t_lo = std::min(layer_detail::step_at(s, first, reverse),
+                                  layer_detail::step_at(s, last, reverse));
+    const int64_t t_hi = std::max(layer_detail::step_at(s, first, reverse),
+                                  layer_detail::step_at(s, last, reverse));
+    const int64_t row_lo = s.row_offset[t_lo];
+    const int64_t row_hi = s.row_offset[t_hi] + s.rows[t_hi];
+    at::Tensor gates = Backend::linear(x.narrow(0, row_lo, row_hi - row_lo), w_ih, bias)
+                           .contiguous();
+    if (train) saved_gates = gates;
+    char* gates_base = static_cast<char*>(gates.data_ptr());
+
+    for (int64_t i = first; i <= last; ++i) {
+      const int64_t t = layer_detail::step_at(s, i, reverse);
+      const int64_t rows = s.rows[t];
+      const int64_t offset = s.row_offset[t];
+      at::Tensor step_gates = gates.narrow(0, offset - row_lo, rows);
+      const at::Tensor recurrent_part = recurrent.add_to(step_gates, h_state.narrow(0, 0, rows));
+      char* step_gates_ptr = gates_base + (offset - row_lo) * G * elem;
+      Backend::forward(PointwiseForwardArgs{
+          input.scalar_type(), rows, H, step_gates_ptr,
+          recurrent_part.defined() ? recurrent_part.const_data_ptr() : nullptr,
+          train ? step_gates_ptr : nullptr, c_state.const_data_ptr(), c_state.data_ptr(),
+          train ? cells_base + offset * H * elem : nullptr,
+          has_proj ? m_step.data_ptr() : output_base + offset * P * elem, has_proj ? H : P,
+          has_proj ? nullptr : h_state.data_ptr(), P});
+      if (has_proj) {
+        at::Tensor step_output = output.narrow(0, offset, rows);
+        projection(step_output, m_step.narrow(0, 0, rows), /*accumulate=*/false);
+        h_state.narrow(0, 0, rows).copy_(step_output);
+      }
     }
   }
 
   std::vector<int64_t> output_shape(input.sizes().begin(), input.sizes().end());
   output_shape.back() = P;
-  if (!train) gates = at::empty({0}, options);
-  return {output.view(output_shape), h_state, c_state, gates, cells};
+  return {output.view(output_shape), h_state, c_state, saved_gates, cells};
 }
 
 // Returns (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr). grad_bias

@@ -16,7 +16,10 @@ struct PointwiseForwardArgs {
   c10::ScalarType dtype;
   int64_t rows;
   int64_t hidden;
-  void* gates;           // (rows, 4H): in, gate pre-activations; out, activated gates
+  const void* preact;         // (rows, 4H): gate pre-activations
+  const void* preact_addend;  // (rows, 4H) or nullptr: a GEMM product still to be added to preact
+  void* gates_out;            // (rows, 4H) or nullptr: activated gates for the backward; may alias
+                              // preact (each unit reads before it writes)
   const void* c_prev;    // (rows, H)
   void* c_out;           // (rows, H); may alias c_prev (each unit reads before it writes)
   void* c_saved;         // (rows, H) or nullptr: a second copy of c_t kept for the backward

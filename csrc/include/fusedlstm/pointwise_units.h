@@ -29,18 +29,32 @@ struct ScalarLanes {
 
 // Forward of units [j, j + L::width) of one row. Offsets are 64-bit: row * 4H passes 2^31 for
 // large B * H.
+// Pre-activation of gate k (0..3 = i, f, g, o) of the units at `offset` of a row.
+template <typename scalar_t, typename L>
+C10_HOST_DEVICE inline typename L::Compute load_preact(const PointwiseForwardArgs& a,
+                                                       int64_t offset, int64_t k) {
+  const int64_t at = offset + k * a.hidden;
+  const auto pre = L::load(static_cast<const scalar_t*>(a.preact) + at);
+  if (!a.preact_addend) return pre;
+  return pre + L::load(static_cast<const scalar_t*>(a.preact_addend) + at);
+}
+
 template <typename scalar_t, typename L>
 C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
   const int64_t H = a.hidden;
-  scalar_t* gates = static_cast<scalar_t*>(a.gates) + row * 4 * H + j;
+  const int64_t gate_offset = row * 4 * H + j;
   const int64_t unit = row * H + j;
   const auto out = cell_forward<typename L::Compute>(
-      L::load(gates), L::load(gates + H), L::load(gates + 2 * H), L::load(gates + 3 * H),
+      load_preact<scalar_t, L>(a, gate_offset, 0), load_preact<scalar_t, L>(a, gate_offset, 1),
+      load_preact<scalar_t, L>(a, gate_offset, 2), load_preact<scalar_t, L>(a, gate_offset, 3),
       L::load(static_cast<const scalar_t*>(a.c_prev) + unit));
-  L::store(gates, out.input_gate);
-  L::store(gates + H, out.forget_gate);
-  L::store(gates + 2 * H, out.cell_gate);
-  L::store(gates + 3 * H, out.output_gate);
+  if (a.gates_out) {
+    scalar_t* gates = static_cast<scalar_t*>(a.gates_out) + gate_offset;
+    L::store(gates, out.input_gate);
+    L::store(gates + H, out.forget_gate);
+    L::store(gates + 2 * H, out.cell_gate);
+    L::store(gates + 3 * H, out.output_gate);
+  }
   L::store(static_cast<scalar_t*>(a.c_out) + unit, out.c);
   if (a.c_saved) L::store(static_cast<scalar_t*>(a.c_saved) + unit, out.c);
   L::store(static_cast<scalar_t*>(a.h_out) + row * a.h_out_stride + j, out.h);
