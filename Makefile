@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEPS_STAMP := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv build test lint bench bench-quick wheel clean
+.PHONY: venv build test lint fuzz sanitize bench bench-quick wheel clean
 
 venv: $(DEPS_STAMP)
 
@@ -22,6 +22,10 @@ build: $(DEPS_STAMP)
 
 test: build
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# 10,000+ fuzz cases (5,000 per fuzz test); `make test` runs a fixed-seed slice of 150 each.
+fuzz: build
+	FUZZ_EXAMPLES=5000 $(PY) -m pytest tests/fuzz -q -s
 
 lint: $(DEPS_STAMP)
 	$(VENV)/bin/ruff check fusedlstm tests bench setup.py .ci

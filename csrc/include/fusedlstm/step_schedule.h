@@ -29,7 +29,6 @@ inline StepSchedule make_schedule(const at::Tensor& input,
     s.steps = input.size(0);
     s.batch = input.size(1);
     TORCH_CHECK(s.steps > 0, op, ": input has seq_len 0; expected at least one time step");
-    TORCH_CHECK(s.batch > 0, op, ": input has batch size 0; expected at least one sequence");
     s.rows.assign(s.steps, s.batch);
   } else {
     const at::Tensor& sizes = *batch_sizes;
