@@ -27,6 +27,16 @@ test: build
 fuzz: build
 	FUZZ_EXAMPLES=5000 $(PY) -m pytest tests/fuzz -q -s
 
+# The CPU extension under AddressSanitizer + UndefinedBehaviorSanitizer, and the test suite run
+# with the sanitizer runtimes preloaded (torch and Python themselves are not instrumented).
+# Any report fails the run. The next `make test` rebuilds the normal extension.
+sanitize: $(DEPS_STAMP)
+	FUSEDLSTM_SANITIZE=1 $(PIP) install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(PY) -m pytest tests -q -x -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
 lint: $(DEPS_STAMP)
 	$(VENV)/bin/ruff check fusedlstm tests bench setup.py .ci
 

@@ -70,14 +70,18 @@ from torch.utils.cpp_extension import (  # noqa: E402
 )
 
 DEBUG = os.environ.get("DEBUG", "0") == "1"
-OPT = ["-O0", "-g"] if DEBUG else ["-O3"]
+# FUSEDLSTM_SANITIZE=1 (make sanitize): AddressSanitizer + UndefinedBehaviorSanitizer, CPU only.
+SANITIZE = os.environ.get("FUSEDLSTM_SANITIZE", "0") == "1"
+SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                   "-fno-omit-frame-pointer", "-g"] if SANITIZE else []
+OPT = (["-O0", "-g"] if DEBUG else ["-O1" if SANITIZE else "-O3"]) + SANITIZER_FLAGS
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 ABI = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
 INCLUDE = [str(ROOT / "csrc" / "include")]
 
 
 def build_cuda() -> bool:
-    if MODE == "0":
+    if MODE == "0" or SANITIZE:
         return False
     found = torch.version.cuda is not None and CUDA_HOME is not None
     if MODE == "1" and not found:
@@ -136,6 +140,7 @@ ext_modules = [
         include_dirs=INCLUDE,
         define_macros=[("FUSEDLSTM_X86_KERNELS", None)] if X86 else [],
         extra_compile_args={"cxx": OPT},
+        extra_link_args=SANITIZER_FLAGS,
     )
 ]
 
