@@ -130,6 +130,7 @@ cpu_sources = [
     CSRC / "cpu" / "pointwise_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu_default.cpp",
     CSRC / "cpu" / "cpu_gemm.cpp",
+    CSRC / "cpu" / "fused_step.cpp",
     CSRC / "cpu" / "mkl_packed_gemm.cpp",
     CSRC / "cpu" / "onednn_linear.cpp",
 ]

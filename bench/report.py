@@ -73,6 +73,7 @@ def plot_sweeps(records: list[dict], out_dir: Path, suffix: str) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     written = []
     for sweep, axis_label in (("H", "hidden size H (T=100, B=32, I=H)"),
@@ -97,6 +98,9 @@ def plot_sweeps(records: list[dict], out_dir: Path, suffix: str) -> list[Path]:
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xticks(xs, [str(x) for x in xs])
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(axis_label)
             ax.set_title(f"{mode} ({'no_grad forward' if mode == 'inference' else 'fwd + bwd'})")
             ax.grid(True, which="both", alpha=0.3)
@@ -139,6 +143,10 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
                   else "torch.cuda.max_memory_allocated over a training step")
         lines += ["## Peak memory of one training step (forward + backward), float32", "",
                   f"Method: {method}.", ""] + memory_table(results["memory"]) + [""]
+    resources = out_dir / "kernel_resources.md"
+    if resources.exists():  # written by bench/kernel_resources.py from the built CUDA extension
+        lines += ["## CUDA kernels: registers and spills per arch", ""]
+        lines += [line for line in resources.read_text().splitlines()[1:] if line.strip()] + [""]
     plots = plot_sweeps(records, out_dir, suffix)
     for p in plots:
         lines += [f"![{p.stem}]({p.name})", ""]

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import tolerance
+from conftest import REDUCED_TOL, assert_close_scaled, tolerance
 from lstm_pairs import hidden_state, make_pair, run
 from torch import nn
 
@@ -150,3 +150,18 @@ def test_gradients_when_some_inputs_need_none(frozen):
     assert len(results[0]) == len(results[1]) > 0
     for a, b in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(a, b, **tolerance("lstm", torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bidirectional,proj_size", [(False, 0), (True, 8)])
+def test_reduced_precision_close_to_float64(dtype, bidirectional, proj_size):
+    """bfloat16 / float16 (gate math in float32) against nn.LSTM run in float64."""
+    ref, ours = make_pair(24, 40, torch.float64, num_layers=2, bidirectional=bidirectional,
+                          proj_size=proj_size)
+    ours = ours.to(dtype)
+    x = torch.randn(12, 5, 24, dtype=torch.float64)
+    ref_out, ref_grads = run(ref, x, None)
+    our_out, our_grads = run(ours, x.to(dtype), None)
+    for i, (a, b) in enumerate(zip(our_out + our_grads, ref_out + ref_grads, strict=True)):
+        assert a.dtype == dtype
+        assert_close_scaled(a, b, REDUCED_TOL[dtype], f"tensor {i}")

@@ -6,11 +6,13 @@
 #include <fusedlstm/pointwise.h>
 
 #include "cpu_gemm.h"
+#include "fused_step.h"
 
 namespace fusedlstm::cpu {
 
 struct CpuBackend : CpuGemm {
   using StepGemm = CpuStepGemm;
+  using FusedStep = FusedRecurrentStep;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
 };

@@ -8,13 +8,27 @@
 
 namespace fusedlstm::cpu {
 
+// The fused recurrent step's arguments (float32 only): the pointwise step, plus h_{t-1} and the
+// packed W_hh (see fused_step_kernel.h). `preact` is updated in place: the kernel adds
+// h_{t-1} W_hh^T into it before the pointwise math reads it.
+struct FusedStepArgs {
+  PointwiseForwardArgs pointwise;
+  const void* h_prev;  // (rows, inner) with row stride h_prev_stride
+  int64_t h_prev_stride;
+  int64_t inner;               // P, the size of h_{t-1}
+  const float* packed_weight;  // [block][k][gate][lane]
+};
+
 // The row-range kernels each capability translation unit provides.
 using ForwardRowsFn = void (*)(const PointwiseForwardArgs&, int64_t row_begin, int64_t row_end);
 using BackwardRowsFn = void (*)(const PointwiseBackwardArgs&, int64_t row_begin, int64_t row_end);
+using FusedBlocksFn = void (*)(const FusedStepArgs&, int64_t block_begin, int64_t block_end);
 
 struct RowKernels {
   ForwardRowsFn forward;
   BackwardRowsFn backward;
+  FusedBlocksFn fused_forward;  // over blocks of `block_width` hidden units
+  int64_t block_width;
   const char* capability;
 };
 

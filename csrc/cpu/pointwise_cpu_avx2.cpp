@@ -4,5 +4,5 @@
 #include "pointwise_cpu_kernel.h"
 
 namespace fusedlstm::cpu {
-RowKernels row_kernels_avx2() { return {&AVX2::forward_rows, &AVX2::backward_rows, "AVX2"}; }
+RowKernels row_kernels_avx2() { return AVX2::row_kernels_here("AVX2"); }
 }  // namespace fusedlstm::cpu

@@ -4,5 +4,5 @@
 #include "pointwise_cpu_kernel.h"
 
 namespace fusedlstm::cpu {
-RowKernels row_kernels_avx512() { return {&AVX512::forward_rows, &AVX512::backward_rows, "AVX512"}; }
+RowKernels row_kernels_avx512() { return AVX512::row_kernels_here("AVX512"); }
 }  // namespace fusedlstm::cpu

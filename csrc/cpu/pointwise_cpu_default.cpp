@@ -4,6 +4,6 @@
 
 namespace fusedlstm::cpu {
 RowKernels row_kernels_default() {
-  return {&DEFAULT::forward_rows, &DEFAULT::backward_rows, "DEFAULT"};
+  return DEFAULT::row_kernels_here("DEFAULT");
 }
 }  // namespace fusedlstm::cpu

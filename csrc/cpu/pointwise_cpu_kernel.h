@@ -4,6 +4,7 @@
 // that name. The math itself is cell_math.h, instantiated for Vectorized<float> and for scalars.
 #pragma once
 
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <fusedlstm/cell_math.h>
@@ -33,16 +34,49 @@ struct FloatVectorLanes {
   static void store(float* p, Compute v) { v.store(p); }
 };
 
+// bfloat16 / float16 buffers, computed on the native float vector (float32 accumulation).
+template <typename scalar_t>
+struct ReducedVectorLanes {
+  using Compute = at::vec::Vectorized<float>;
+  static constexpr int64_t width = Compute::size();
+  static Compute load(const scalar_t* p) {
+    Compute out;
+    at::vec::load_to_float<scalar_t>(p, out);
+    return out;
+  }
+  static void store(scalar_t* p, Compute v) {
+    at::vec::convert_from_float<scalar_t>(v, v).store(p, width);
+  }
+};
+
+template <typename scalar_t>
+struct VectorLanesFor {
+  using type = ScalarLanes<scalar_t>;  // double: scalar (its tolerance is 1e-10, not speed)
+};
+template <>
+struct VectorLanesFor<float> {
+  using type = FloatVectorLanes;
+};
+template <>
+struct VectorLanesFor<c10::BFloat16> {
+  using type = ReducedVectorLanes<c10::BFloat16>;
+};
+template <>
+struct VectorLanesFor<c10::Half> {
+  using type = ReducedVectorLanes<c10::Half>;
+};
+
 // Runs `units(args, row, j)` over every unit of the rows: whole vectors first, then a scalar tail
 // for H not a multiple of the vector width.
 template <typename scalar_t, template <typename, typename> class Units, typename Args>
 inline void for_each_unit(const Args& a, int64_t row_begin, int64_t row_end) {
   using Scalar = ScalarLanes<scalar_t>;
+  using Vector = typename VectorLanesFor<scalar_t>::type;
   for (int64_t row = row_begin; row < row_end; ++row) {
     int64_t j = 0;
-    if constexpr (std::is_same_v<scalar_t, float>) {
-      for (; j + FloatVectorLanes::width <= a.hidden; j += FloatVectorLanes::width) {
-        Units<float, FloatVectorLanes>::run(a, row, j);
+    if constexpr (Vector::width > 1) {
+      for (; j + Vector::width <= a.hidden; j += Vector::width) {
+        Units<scalar_t, Vector>::run(a, row, j);
       }
     }
     for (; j < a.hidden; ++j) Units<scalar_t, Scalar>::run(a, row, j);
@@ -90,3 +124,15 @@ inline void backward_rows(const PointwiseBackwardArgs& a, int64_t row_begin, int
 }  // namespace CPU_CAPABILITY
 }  // namespace cpu
 }  // namespace fusedlstm
+
+#include "fused_step_kernel.h"
+
+namespace fusedlstm::cpu {
+inline namespace CPU_CAPABILITY {
+
+inline RowKernels row_kernels_here(const char* name) {
+  return {&forward_rows, &backward_rows, &fused_forward_blocks, fused_block_width(), name};
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace fusedlstm::cpu

@@ -9,6 +9,7 @@ namespace fusedlstm::cuda {
 
 struct CudaBackend : AtenGemm {
   using StepGemm = AtenStepGemm;
+  using FusedStep = NoFusedStep;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
 };

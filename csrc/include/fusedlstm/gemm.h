@@ -2,6 +2,8 @@
 //   Backend::linear(x, w, bias)   x w^T + bias   (the input projection of all steps)
 //   Backend::matmul(a, b)         a b            (the backward's gradients after the loop)
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM)
+//   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
+//                                 back-end has one (active() says whether it applies)
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
 // ones where that is faster (cpu/cpu_gemm.h).
 #pragma once
@@ -53,6 +55,14 @@ class AtenStepGemm {
 
  private:
   at::Tensor rhs_;
+};
+
+// For back-ends without a fused recurrent step (GEMM and gate math in one pass): never active.
+struct NoFusedStep {
+  NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/) {}
+  bool active() const { return false; }
+  template <class Args>
+  void forward(const Args& /*args*/, const at::Tensor& /*h_prev*/) const {}
 };
 
 }  // namespace fusedlstm

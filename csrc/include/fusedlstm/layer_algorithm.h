@@ -127,7 +127,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
   at::Tensor saved_gates = at::empty({0}, options);
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch, s.steps);
+  const typename Backend::FusedStep fused(w_hh, s.batch, s.steps);
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch,
+                                             fused.active() ? 0 : s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/true,
                                               s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
@@ -155,16 +157,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
       const int64_t t = layer_detail::step_at(s, i, reverse);
       const int64_t rows = s.rows[t];
       const int64_t offset = s.row_offset[t];
-      at::Tensor step_gates = gates.narrow(0, offset - row_lo, rows);
-      const at::Tensor recurrent_part = recurrent.add_to(step_gates, h_state.narrow(0, 0, rows));
       char* step_gates_ptr = gates_base + (offset - row_lo) * G * elem;
-      Backend::forward(PointwiseForwardArgs{
-          input.scalar_type(), rows, H, step_gates_ptr,
-          recurrent_part.defined() ? recurrent_part.const_data_ptr() : nullptr,
-          train ? step_gates_ptr : nullptr, c_state.const_data_ptr(), c_state.data_ptr(),
-          train ? cells_base + offset * H * elem : nullptr,
-          has_proj ? m_step.data_ptr() : output_base + offset * P * elem, has_proj ? H : P,
-          has_proj ? nullptr : h_state.data_ptr(), P});
+      char* step_output_ptr = output_base + offset * P * elem;
+      PointwiseForwardArgs args{input.scalar_type(), rows, H, step_gates_ptr, nullptr,
+                                train ? step_gates_ptr : nullptr, c_state.const_data_ptr(),
+                                c_state.data_ptr(),
+                                train ? cells_base + offset * H * elem : nullptr,
+                                has_proj ? m_step.data_ptr() : step_output_ptr, has_proj ? H : P,
+                                has_proj ? nullptr : h_state.data_ptr(), P};
+      if (fused.active()) {
+        // The fused step reads h_{t-1} from h_state while it writes h_t, so h_t goes to the
+        // output only and is copied into h_state after the step.
+        args.h_copy = nullptr;
+        fused.forward(args, h_state.narrow(0, 0, rows));
+        if (!has_proj) h_state.narrow(0, 0, rows).copy_(output.narrow(0, offset, rows));
+      } else {
+        at::Tensor step_gates = gates.narrow(0, offset - row_lo, rows);
+        const at::Tensor recurrent_part =
+            recurrent.add_to(step_gates, h_state.narrow(0, 0, rows));
+        args.preact_addend = recurrent_part.defined() ? recurrent_part.const_data_ptr() : nullptr;
+        Backend::forward(args);
+      }
       if (has_proj) {
         at::Tensor step_output = output.narrow(0, offset, rows);
         projection(step_output, m_step.narrow(0, 0, rows), /*accumulate=*/false);
