@@ -1,6 +1,5 @@
 """Reliability: no leaks, bit-for-bit determinism, thread safety, 64-bit indexing."""
 
-import hashlib
 import re
 import subprocess
 import sys

@@ -118,7 +118,7 @@ def module_specs(draw):
 @st.composite
 def op_specs(draw):
     """Consistent sizes for a direct lstm_layer call, then often one of them made wrong."""
-    T, B, I, H = (draw(st.integers(1, 4)) for _ in range(4))
+    T, B, I, H = (draw(st.integers(1, 4)) for _ in range(4))  # noqa: E741  (the docs' names)
     proj = draw(st.booleans()) and H > 1
     P = draw(st.integers(1, H - 1)) if proj else H
     packed = draw(st.booleans())
