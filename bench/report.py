@@ -173,7 +173,7 @@ def layer_table_for(kind: str, rows: list[dict]) -> list[str]:
 
 
 if __name__ == "__main__":
-    default = Path(__file__).parent / "results" / "results-cpu.json"
+    default = Path(__file__).parent / "results" / "results.json"
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     print(write(json.loads(source.read_text()), source.parent,
                 suffix=source.stem.replace("results", "")))

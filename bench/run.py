@@ -104,10 +104,11 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = {"environment": env, "quick": args.quick, "records": records, "memory": memory,
                "elapsed_s": time.perf_counter() - started}
-    suffix = "-quick" if args.quick else ""
-    path = RESULTS / f"results-{args.device}{suffix}.json"
+    # The full CPU run is the published one: results.json / report.md; others get a suffix.
+    suffix = ("-cuda" if args.device == "cuda" else "") + ("-quick" if args.quick else "")
+    path = RESULTS / f"results{suffix}.json"
     path.write_text(json.dumps(results, indent=1))
-    written = report.write(results, RESULTS, suffix=f"-{args.device}{suffix}")
+    written = report.write(results, RESULTS, suffix=suffix)
     print(f"done in {time.perf_counter() - started:.0f} s: {path}, " + ", ".join(map(str, written)))
 
 

@@ -8,6 +8,20 @@ from . import functional
 _Hidden = tuple[Tensor, Tensor]
 
 
+def _check_types(module: str, input, hx, *also: type) -> None:
+    """TypeError naming the argument for inputs of the wrong Python type (nn.LSTM would fail
+    later with an AttributeError deep inside)."""
+    if not isinstance(input, (Tensor, *also)):
+        kinds = " or ".join(["Tensor"] + [t.__name__ for t in also])
+        raise TypeError(f"{module}: input must be a {kinds}, got {type(input).__name__}")
+    if hx is not None and not (
+        isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(t, Tensor) for t in hx)
+    ):
+        got = type(hx).__name__ if not isinstance(hx, (tuple, list)) else (
+            f"{type(hx).__name__} of " + ", ".join(type(t).__name__ for t in hx))
+        raise TypeError(f"{module}: hx must be a tuple (h_0, c_0) of two Tensors, got {got}")
+
+
 class LSTM(nn.RNNBase):
     """torch.nn.LSTM's contract (arguments, parameters, state_dict, inputs, outputs, errors),
     computed by the fusedlstm kernels.
@@ -49,6 +63,7 @@ class LSTM(nn.RNNBase):
     def forward(self, input, hx: _Hidden | None = None):
         """input: (T, B, I) (or (B, T, I) with batch_first), unbatched (T, I), or a
         PackedSequence; hx: optional (h_0, c_0). Returns (output, (h_n, c_n)) like nn.LSTM."""
+        _check_types("LSTM", input, hx, PackedSequence)
         packed = isinstance(input, PackedSequence)
         if packed:
             data, batch_sizes, sorted_indices, unsorted_indices = input
@@ -113,6 +128,7 @@ class LSTMCell(nn.RNNCellBase):
 
     def forward(self, input: Tensor, hx: _Hidden | None = None) -> _Hidden:
         """input: (B, I) or unbatched (I,); hx: optional (h, c). Returns (h', c')."""
+        _check_types("LSTMCell", input, hx)
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None:

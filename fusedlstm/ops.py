@@ -8,6 +8,11 @@ import torch
 from torch import Tensor
 
 _ops = torch.ops.fusedlstm
+# The overloads themselves, resolved once: calling the packet resolves "default" on every call.
+_cell_op = _ops.lstm_cell.default
+_cell_backward_op = _ops.lstm_cell_backward.default
+_layer_op = _ops.lstm_layer.default
+_layer_backward_op = _ops.lstm_layer_backward.default
 
 
 # ---- lstm_cell ------------------------------------------------------------------------------
@@ -48,7 +53,7 @@ def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_gates):
     input, hx, cx, w_ih, w_hh, cy, gates = ctx.saved_tensors
     grad_hy = torch.zeros_like(cy) if grad_hy is None else grad_hy
     grad_cy = torch.zeros_like(cy) if grad_cy is None else grad_cy
-    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias = _ops.lstm_cell_backward(
+    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias = _cell_backward_op(
         grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates
     )
     has_b_ih, has_b_hh = ctx.has_bias
@@ -78,7 +83,7 @@ def lstm_cell(
     b_hh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step on (B, I) input and (B, H) state; returns (h', c')."""
-    hy, cy, _ = _ops.lstm_cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    hy, cy, _ = _cell_op(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
     return hy, cy
 
 
@@ -149,7 +154,7 @@ def _lstm_layer_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _gra
     grad_c_n = torch.zeros_like(c0) if grad_c_n is None else grad_c_n
     needs = ctx.needs_input_grad
     need_weight_grads = any(needs[3:8])
-    grads = _ops.lstm_layer_backward(
+    grads = _layer_backward_op(
         grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes,
         ctx.reverse, out, gates, cells, needs[0], need_weight_grads,
     )
@@ -193,7 +198,7 @@ def lstm_layer(
     kept for a backward only when one is possible (see needs_backward).
     """
     train = needs_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    output, h_n, c_n, _, _ = _ops.lstm_layer(
+    output, h_n, c_n, _, _ = _layer_op(
         input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train
     )
     return output, h_n, c_n

@@ -1,12 +1,11 @@
 """The CUDA back-end against cuDNN's nn.LSTM and a float64 CPU reference. Skipped without a GPU;
 run by `make test` on any machine that has one."""
 
-import itertools
-
 import pytest
 import torch
 from conftest import tolerance
 from lstm_pairs import hidden_state, loss_of, make_pair, run
+from test_lstm_parity import GRID, grid_id
 from torch import nn
 
 import fusedlstm
@@ -17,8 +16,6 @@ pytestmark = pytest.mark.skipif(
 )
 CUDA = "cuda"
 
-GRID = list(itertools.product([1, 2], [False, True], [False, True], [True, False], [0, 3],
-                              [True, False]))
 
 
 def to_cuda(ref, ours):
@@ -26,12 +23,15 @@ def to_cuda(ref, ours):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("layers,bidir,batch_first,bias,proj,with_hx", GRID)
-def test_lstm_matches_nn_lstm_on_cuda(layers, bidir, batch_first, bias, proj, with_hx, dtype):
+@pytest.mark.parametrize("case", GRID, ids=[grid_id(c) for c in GRID])
+def test_lstm_matches_nn_lstm_on_cuda(case, dtype):
+    """The CPU suite's grid (test_lstm_parity.GRID), against cuDNN."""
+    layers, bidir, batch_first, bias, proj, with_hx, steps, batch = case
     ref, ours = to_cuda(*make_pair(4, 5, dtype, num_layers=layers, bidirectional=bidir,
                                    batch_first=batch_first, bias=bias, proj_size=proj))
-    x = torch.randn((3, 6, 4) if batch_first else (6, 3, 4), dtype=dtype, device=CUDA)
-    hx = tuple(t.to(CUDA) for t in hidden_state(ref, 3, dtype)) if with_hx else None
+    shape = (batch, steps, 4) if batch_first else (steps, batch, 4)
+    x = torch.randn(shape, dtype=dtype, device=CUDA)
+    hx = tuple(t.to(CUDA) for t in hidden_state(ref, batch, dtype)) if with_hx else None
     ref_out, ref_grads = run(ref, x, hx)
     our_out, our_grads = run(ours, x, hx)
     for a, b in zip(our_out + our_grads, ref_out + ref_grads, strict=True):

@@ -31,11 +31,15 @@ at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 
 at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
-  // A transposed `a` (the weight gradients' dgates^T) would make oneDNN copy it to row-major
-  // first: a buffer as large as all the gates, for a ~10% faster GEMM. MKL takes it as it is.
-  if (!aten_only() && a.is_contiguous() && worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
-    return onednn_linear(a, b.t(), at::Tensor());
+  if (aten_only() || !worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+    return at::mm(a, b);
   }
+  if (a.is_contiguous()) return onednn_linear(a, b.t(), at::Tensor());
+  // A transposed `a` (the weight gradients' dgates^T) has to be copied to row-major for oneDNN.
+  // Small ones are worth it (the cell's backward); for a whole sequence's gates the copy would
+  // be as large as the activations, for a ~10% faster GEMM, so MKL takes those as they are.
+  constexpr int64_t kMaxCopiedElements = int64_t{1} << 20;
+  if (a.numel() <= kMaxCopiedElements) return onednn_linear(a.contiguous(), b.t(), at::Tensor());
   return at::mm(a, b);
 }
 

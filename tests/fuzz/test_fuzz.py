@@ -1,7 +1,8 @@
 """Fuzzing every public entry point: random shapes (0 and 1 included), dtypes, memory layouts,
-hx present, absent or of the wrong shape, packed sequences, NaN/Inf, and direct op calls with
-inconsistent sizes. Each case runs in a worker process, so a crash is a failing case. Every case
-must end in nn.LSTM's result (where nn.LSTM accepts the input) or a clean Python exception.
+hx present, absent or of the wrong shape, packed sequences, NaN/Inf, direct op calls with
+inconsistent sizes, arguments of the wrong type. Each case runs in a worker process, so a crash
+is a failing case. Every case must end in nn.LSTM's result (where nn.LSTM accepts the input) or
+a clean Python exception.
 
 FUZZ_EXAMPLES sets the number of cases per test (CI: a fixed-seed slice; `make fuzz`: 10,000+).
 """
@@ -153,3 +154,17 @@ def test_module_inputs(pool, spec):
 @given(spec=op_specs())
 def test_direct_op_calls(pool, spec):
     check(pool.run(spec), spec)
+
+
+@settings(max_examples=min(EXAMPLES, 64), deadline=None, database=None, derandomize=True)
+@given(spec=st.fixed_dictionaries({
+    "kind": st.just("types"),
+    "module": st.sampled_from(["LSTM", "LSTMCell"]),
+    "argument": st.sampled_from(["input", "hx"]),
+    "value": st.sampled_from(sorted(worker.WRONG_VALUES)),
+}))
+def test_arguments_of_wrong_types(pool, spec):
+    result = pool.run(spec)
+    check(result, spec)
+    if spec["value"] != "none" or spec["argument"] == "input":
+        assert result["outcome"] == "error" and "must be" in result["message"], (result, spec)

@@ -117,6 +117,25 @@ def run_op_case(spec: dict) -> dict:
     return compare_calls(lambda: torch.ops.fusedlstm.lstm_layer(*args), None, spec["dtype"])
 
 
+WRONG_VALUES = {
+    "int": 3, "float": 1.5, "str": "x", "none": None, "list": [[1.0, 2.0]],
+    "tuple_of_one": (torch.zeros(1, 1, 2),), "tuple_of_ints": (1, 2), "dict": {"h": 1},
+}
+
+
+def run_type_case(spec: dict) -> dict:
+    """A module called with an argument of the wrong Python type: a clean TypeError/ValueError."""
+    import fusedlstm
+
+    module = fusedlstm.LSTM(2, 2) if spec["module"] == "LSTM" else fusedlstm.LSTMCell(2, 2)
+    good_x = torch.randn(3, 1, 2) if spec["module"] == "LSTM" else torch.randn(1, 2)
+    wrong = WRONG_VALUES[spec["value"]]
+    if spec["argument"] == "input":
+        return compare_calls(lambda: module(wrong), None, "float32")
+    return compare_calls(lambda: module(good_x, wrong if spec["value"] != "none" else None), None,
+                         "float32")
+
+
 def compare_calls(ours_fn, ref_fn, dtype: str) -> dict:
     try:
         ours = ours_fn()
@@ -152,7 +171,8 @@ def serve(connection) -> None:
         if spec is None:
             return
         try:
-            runner = run_op_case if spec["kind"] == "op" else run_module_case
+            runner = {"op": run_op_case, "module": run_module_case,
+                      "types": run_type_case}[spec["kind"]]
             connection.send(runner(spec))
         except Exception as error:  # noqa: BLE001  (reported to the parent, not swallowed)
             connection.send({"outcome": "harness_error", "message": repr(error)[:300]})
