@@ -105,10 +105,12 @@ def plot_sweeps(records: list[dict], out_dir: Path, suffix: str) -> list[Path]:
             ax.set_title(f"{mode} ({'no_grad forward' if mode == 'inference' else 'fwd + bwd'})")
             ax.grid(True, which="both", alpha=0.3)
         axes[0].set_ylabel("time / nn.LSTM time (lower is faster)")
-        axes[1].legend(fontsize=8, loc="upper left")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
+                   frameon=False)
         device = rows[0]["device"]
         fig.suptitle(f"fusedlstm vs nn.LSTM on {device}, float32: time ratio vs {sweep}")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
         path = out_dir / f"ratio_vs_{sweep}{suffix}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -18,15 +18,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
     const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
     const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
     const c10::optional<at::Tensor>& b_hh) {
-  constexpr const char* op = "fusedlstm::lstm_cell";
-  const WeightShapes shape = check_weights(w_ih, w_hh, b_ih, b_hh, c10::nullopt, op);
-  check_dim(input, 2, op, "input");
-  check_like(input, w_ih, op, "input", "w_ih");
-  check_size(input, 1, shape.input_size, op, "input", "feature size (input_size)");
+  const WeightShapes shape =
+      check_cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh, "fusedlstm::lstm_cell");
   const int64_t B = input.size(0);
   const int64_t H = shape.hidden;
-  check_state(hx, B, H, input, op, "hx");
-  check_state(cx, B, H, input, op, "cx");
 
   at::Tensor gates = Backend::linear(input, w_ih, summed_bias(b_ih, b_hh)).contiguous();
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, B, /*calls=*/1);
@@ -53,15 +48,11 @@ cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const a
                    const at::Tensor& w_hh, const at::Tensor& cy, const at::Tensor& gates) {
   constexpr const char* op = "fusedlstm::lstm_cell_backward";
   const WeightShapes shape =
-      check_weights(w_ih, w_hh, c10::nullopt, c10::nullopt, c10::nullopt, op);
-  check_dim(input, 2, op, "input");
-  check_like(input, w_ih, op, "input", "w_ih");
-  check_size(input, 1, shape.input_size, op, "input", "feature size (input_size)");
+      check_cell(input, hx, cx, w_ih, w_hh, c10::nullopt, c10::nullopt, op);
   const int64_t B = input.size(0);
   const int64_t H = shape.hidden;
-  check_state(hx, B, H, input, op, "hx");
-  for (const auto& [t, name] : {std::pair{&grad_hy, "grad_hy"}, {&grad_cy, "grad_cy"},
-                                {&cx, "cx"}, {&cy, "cy"}}) {
+  for (const auto& [t, name] :
+       {std::pair{&grad_hy, "grad_hy"}, {&grad_cy, "grad_cy"}, {&cy, "cy"}}) {
     check_state(*t, B, H, input, op, name);
   }
   check_state(gates, B, 4 * H, input, op, "gates");

@@ -83,4 +83,19 @@ inline void check_state(const at::Tensor& t, int64_t batch, int64_t features,
   check_size(t, 1, features, op, name, "feature size");
 }
 
+// The inputs of one cell step: input (B, I), hx and cx (B, H), and the weights. Returns the
+// weight shapes; B is input.size(0).
+inline WeightShapes check_cell(const at::Tensor& input, const at::Tensor& hx,
+                               const at::Tensor& cx, const at::Tensor& w_ih,
+                               const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+                               const c10::optional<at::Tensor>& b_hh, const char* op) {
+  const WeightShapes shape = check_weights(w_ih, w_hh, b_ih, b_hh, c10::nullopt, op);
+  check_dim(input, 2, op, "input");
+  check_like(input, w_ih, op, "input", "w_ih");
+  check_size(input, 1, shape.input_size, op, "input", "feature size (input_size)");
+  check_state(hx, input.size(0), shape.hidden, input, op, "hx");
+  check_state(cx, input.size(0), shape.hidden, input, op, "cx");
+  return shape;
+}
+
 }  // namespace fusedlstm
