@@ -46,6 +46,25 @@ def layer_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def summary_table(records: list[dict]) -> list[str]:
+    """The published shapes (no sweeps) in one table: fused time and its ratio to each baseline."""
+    lines = ["| shape | dtype | mode | fusedlstm ms | nn.LSTM ms | fused / nn.LSTM | "
+             "fused / native | fused / loop of nn.LSTMCell |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in records:
+        if "fused" not in r["impls"] or r["shape"]["sweep"]:
+            continue
+        t = {k: v["median"] for k, v in r["timings"].items()}
+
+        def vs(name, t=t):
+            return ratio(t["fused"] / t[name]) if name in t else "—"
+
+        lines.append(f"| {r['shape']['name']} — {label(r['shape'])} | {r['dtype']} | {r['mode']} | "
+                     f"{t['fused'] * 1e3:.2f} | {t['nn'] * 1e3:.2f} | {vs('nn')} | "
+                     f"{vs('nn_native')} | {vs('nn_cell_loop')} |")
+    return lines
+
+
 def label(shape: dict) -> str:
     text = f"T={shape['T']} B={shape['B']} I={shape['I']} H={shape['H']}"
     if shape["layers"] > 1:
@@ -131,7 +150,8 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
              "faster. `nn.LSTM` is the default path (oneDNN on CPU, cuDNN on GPU); `native` is "
              "nn.LSTM with those switched off (ATen's own LSTM).",
              "- parity: max |fused − nn.LSTM| of the output and of one weight gradient, per case.",
-             f"- total run time {results['elapsed_s']:.0f} s", ""]
+             f"- total run time {results['elapsed_s']:.0f} s", "", "## Summary", ""]
+    lines += summary_table(records) + [""]
     groups = {}
     for r in records:
         kind = "cell" if "fused_cell" in r["impls"] else "layer"
