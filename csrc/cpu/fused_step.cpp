@@ -26,7 +26,10 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
   const char* aten_only = std::getenv("FUSEDLSTM_CPU_GEMM");
   if (forced == "gemm" || (aten_only != nullptr && std::string(aten_only) == "aten")) return;
   if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return;
-  if (forced != "fused" && max_rows > kFusedStepMaxRows) return;
+  const bool small_weight = w_hh.numel() * 4 <= kFusedStepMaxWeightBytes;
+  const bool worth_it = max_rows <= kFusedStepAlwaysRows ||
+                        (max_rows <= kFusedStepMaxRows && small_weight);
+  if (forced != "fused" && !worth_it) return;
 
   const RowKernels& kernels = selected_row_kernels();
   const int64_t width = kernels.block_width;

@@ -13,13 +13,17 @@
 
 namespace fusedlstm::cpu {
 
-// Batch rows up to which the fused step beats a per-step GEMM call here (bench/, DESIGN notes).
-constexpr int64_t kFusedStepMaxRows = 4;
+// When the fused step beats a GEMM call per step here (measured with FUSEDLSTM_CPU_STEP, T=100,
+// 2 threads): always up to 4 rows; up to 16 rows while W_hh fits in L2 (1.6-1.8x faster at
+// B=8, H=128/256; even at B=16, H=256); beyond that, or with a larger W_hh, oneDNN's GEMM wins.
+constexpr int64_t kFusedStepAlwaysRows = 4;
+constexpr int64_t kFusedStepMaxRows = 16;
+constexpr int64_t kFusedStepMaxWeightBytes = int64_t{2} << 20;
 
 class FusedRecurrentStep {
  public:
-  // w_hh: (4H, P). Active only for float32 weights used for more than one step, at most
-  // kFusedStepMaxRows rows, unless FUSEDLSTM_CPU_STEP=fused|gemm forces the choice.
+  // w_hh: (4H, P). Active only for float32 weights used for more than one step, in the cases
+  // above, unless FUSEDLSTM_CPU_STEP=fused|gemm forces the choice.
   FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
 
   bool active() const { return packed_.defined(); }
