@@ -194,8 +194,25 @@ def layer_table_for(kind: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def update_readme(report_path: Path, readme: Path) -> None:
+    """Copies the report's summary and memory tables between the README's bench markers."""
+    report = report_path.read_text()
+    summary = report[report.index("## Summary") + len("## Summary"):
+                     report.index("## LSTM layer stack")].strip()
+    memory = report[report.index("| shape | fusedlstm.LSTM MiB"):].split("\n\n")[0].strip()
+    text = readme.read_text()
+    begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+    block = (f"{begin}\n{summary}\n\nPeak memory of one training step (RSS rise of a fresh "
+             f"process, second step):\n\n{memory}\n{end}")
+    readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
+
+
 if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     default = Path(__file__).parent / "results" / "results.json"
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else default
-    print(write(json.loads(source.read_text()), source.parent,
-                suffix=source.stem.replace("results", "")))
+    source = Path(args[0]) if args else default
+    written = write(json.loads(source.read_text()), source.parent,
+                    suffix=source.stem.replace("results", ""))
+    print(written)
+    if "--update-readme" in sys.argv:  # python bench/report.py --update-readme
+        update_readme(written[0], Path(__file__).parent.parent / "README.md")
