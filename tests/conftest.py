@@ -4,6 +4,11 @@ The oracle is torch.nn.LSTM / nn.LSTMCell (and gradcheck / opcheck); fusedlstm's
 never the reference.
 """
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -30,6 +35,16 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float
     scale = expected.abs().max().clamp_min(1e-6)
     error = (actual - expected).abs().max()
     assert error <= rel * scale, f"{what}: max error {error:.3g} > {rel} * {scale:.3g}"
+
+
+def run_suite_with_env(env: dict, selection: list[str]) -> None:
+    """Runs part of this suite in a fresh process with extra environment variables (the build's
+    run-time switches are read once per process), and fails with its output if it fails."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *selection],
+        cwd=Path(__file__).parent, env=dict(os.environ, **env), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout
 
 
 @pytest.fixture(autouse=True)

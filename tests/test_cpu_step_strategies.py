@@ -6,23 +6,13 @@ FUSEDLSTM_CPU_STEP forces one of them, so each is checked against nn.LSTM everyw
 the shapes where it would be chosen.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-TESTS = Path(__file__).parent
+from conftest import run_suite_with_env
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["fused", "gemm"])
 def test_parity_suite_with_forced_step_strategy(strategy):
-    env = dict(os.environ, FUSEDLSTM_CPU_STEP=strategy)
-    selection = ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
-                 "test_reliability.py", "-k", "not compile and not 2_pow_31"]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           *selection], cwd=TESTS, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout
+    run_suite_with_env({"FUSEDLSTM_CPU_STEP": strategy},
+                       ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
+                        "test_reliability.py", "-k", "not compile and not 2_pow_31"])

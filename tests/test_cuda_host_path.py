@@ -7,22 +7,12 @@ makes the CPU use the CUDA back-end's GEMM classes too, so this runs the parity 
 exact host path of the CUDA build; only the kernel launchers differ.
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-TESTS = Path(__file__).parent
+from conftest import run_suite_with_env
 
 
 @pytest.mark.slow
 def test_parity_suite_with_the_cuda_backends_gemms():
-    env = dict(os.environ, FUSEDLSTM_CPU_GEMM="aten")
-    selection = ["test_lstm_parity.py", "test_packed.py", "test_cell_parity.py",
-                 "test_layer_ops.py", "-k", "not compile"]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           *selection], cwd=TESTS, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout
+    run_suite_with_env({"FUSEDLSTM_CPU_GEMM": "aten"},
+                       ["test_lstm_parity.py", "test_packed.py", "test_cell_parity.py",
+                        "test_layer_ops.py", "-k", "not compile"])

@@ -7,10 +7,7 @@
 
 namespace fusedlstm::cpu {
 
-namespace {
-// FUSEDLSTM_CPU_GEMM=aten makes the CPU use exactly the GEMM classes the CUDA back-end uses
-// (AtenGemm, AtenStepGemm), so the CPU tests can run the CUDA build's host path end to end.
-bool aten_only() {
+bool aten_gemms_only() {
   static const bool value = [] {
     const char* env = std::getenv("FUSEDLSTM_CPU_GEMM");
     return env != nullptr && std::string(env) == "aten";
@@ -18,20 +15,22 @@ bool aten_only() {
   return value;
 }
 
+namespace {
+
 bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
   return rows * cols * inner >= kOneDnnMinMacs && onednn_linear_available(dtype);
 }
 }  // namespace
 
 at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
-  if (!aten_only() && worth_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
+  if (!aten_gemms_only() && worth_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
     return onednn_linear(x, w, bias);
   }
   return AtenGemm::linear(x, w, bias);
 }
 
 at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
-  if (aten_only() || !worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+  if (aten_gemms_only() || !worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
     return at::mm(a, b);
   }
   if (a.is_contiguous()) return onednn_linear(a, b.t(), at::Tensor());
@@ -46,7 +45,7 @@ at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
 CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows,
                          int64_t calls)
     : aten_(weight, transpose, max_rows, calls) {
-  if (max_rows == 0 || calls == 0 || aten_only()) return;
+  if (max_rows == 0 || calls == 0 || aten_gemms_only()) return;
   // oneDNN computes x w^T with w (out, in); op(W) = W^T means w = W, op(W) = W means w = W^T.
   const at::Tensor w = transpose ? weight : weight.t();
   const bool repeated = calls > 1;  // packing costs about one multiply: worth it only then

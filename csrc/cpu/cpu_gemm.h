@@ -18,6 +18,10 @@ namespace fusedlstm::cpu {
 // in DESIGN.md ("CPU performance").
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
 
+// FUSEDLSTM_CPU_GEMM=aten: the CPU uses exactly the GEMM classes of the CUDA back-end (AtenGemm,
+// AtenStepGemm) and no fused step, so the CPU tests can run the CUDA build's host path.
+bool aten_gemms_only();
+
 struct CpuGemm {
   static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
   static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);

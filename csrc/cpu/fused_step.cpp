@@ -1,5 +1,7 @@
 #include "fused_step.h"
 
+#include "cpu_gemm.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -23,8 +25,7 @@ constexpr int64_t kMacsPerTask = 1 << 16;
 
 FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
   static const std::string forced = forced_strategy();
-  const char* aten_only = std::getenv("FUSEDLSTM_CPU_GEMM");
-  if (forced == "gemm" || (aten_only != nullptr && std::string(aten_only) == "aten")) return;
+  if (forced == "gemm" || aten_gemms_only()) return;
   if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return;
   const bool small_weight = w_hh.numel() * 4 <= kFusedStepMaxWeightBytes;
   const bool worth_it = max_rows <= kFusedStepAlwaysRows ||
