@@ -30,16 +30,21 @@ at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 
 at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
-  if (aten_gemms_only() || !worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
-    return at::mm(a, b);
+  if (!aten_gemms_only() && a.is_contiguous() &&
+      worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+    return onednn_linear(a, b.t(), at::Tensor());
   }
-  if (a.is_contiguous()) return onednn_linear(a, b.t(), at::Tensor());
-  // A transposed `a` (the weight gradients' dgates^T) has to be copied to row-major for oneDNN.
-  // Small ones are worth it (the cell's backward); for a whole sequence's gates the copy would
-  // be as large as the activations, for a ~10% faster GEMM, so MKL takes those as they are.
-  constexpr int64_t kMaxCopiedElements = int64_t{1} << 20;
-  if (a.numel() <= kMaxCopiedElements) return onednn_linear(a.contiguous(), b.t(), at::Tensor());
   return at::mm(a, b);
+}
+
+at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
+  if (aten_gemms_only() || !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
+    return at::mm(a.t(), b);
+  }
+  // oneDNN wants its activation operand row-major: it computes (b^T a)^T, with b^T (K, N)
+  // copied (as large as the layer input, not as the 4x larger gates) and a^T read in place as
+  // the strided "weight". 1.5-2.4x faster than at::mm(a^T, b) on the LSTM shapes here.
+  return onednn_linear(b.t().contiguous(), a.t(), at::Tensor()).t().contiguous();
 }
 
 CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows,

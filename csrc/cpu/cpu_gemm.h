@@ -25,6 +25,7 @@ bool aten_gemms_only();
 struct CpuGemm {
   static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
   static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);
+  static at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b);
 };
 
 class CpuStepGemm {

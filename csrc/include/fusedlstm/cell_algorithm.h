@@ -71,7 +71,7 @@ cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const a
         c.const_data_ptr(), c_prev.const_data_ptr(), grad_gates.data_ptr()});
   }
   return {Backend::matmul(grad_gates, w_ih), Backend::matmul(grad_gates, w_hh), grad_cx,
-          Backend::matmul(grad_gates.t(), input), Backend::matmul(grad_gates.t(), hx),
+          Backend::matmul_tn(grad_gates, input), Backend::matmul_tn(grad_gates, hx),
           grad_gates.sum(0)};
 }
 

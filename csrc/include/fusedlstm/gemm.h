@@ -1,6 +1,7 @@
 // The GEMMs of the time loop, as a device back-end provides them:
 //   Backend::linear(x, w, bias)   x w^T + bias   (the input projection of all steps)
-//   Backend::matmul(a, b)         a b            (the backward's gradients after the loop)
+//   Backend::matmul(a, b)         a b            (the backward's input gradient)
+//   Backend::matmul_tn(a, b)      a^T b          (the backward's weight gradients)
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
 //                                 back-end has one (active() says whether it applies)
@@ -28,6 +29,10 @@ struct AtenGemm {
     return bias.defined() ? at::addmm(bias, x, w.t()) : at::mm(x, w.t());
   }
   static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) { return at::mm(a, b); }
+  // a^T b, for a (N, M) and b (N, K): the weight gradients, summed over all rows N.
+  static at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
+    return at::mm(a.t(), b);
+  }
 };
 
 class AtenStepGemm {

@@ -69,16 +69,16 @@ at::Tensor recurrent_weight_grad(const at::Tensor& grad_gates, const at::Tensor&
   if (packed) {
     const at::Tensor index = previous_row_index(s, reverse).to(output.device());
     const at::Tensor h_prev = at::index_select(at::cat({output, h0}), 0, index);
-    return Backend::matmul(grad_gates.t(), h_prev);
+    return Backend::matmul_tn(grad_gates, h_prev);
   }
   const int64_t B = s.batch;
   const int64_t later = s.total_rows - B;  // rows of every step but the first processed
   const int64_t first = reverse ? later : 0;
-  at::Tensor grad = Backend::matmul(grad_gates.narrow(0, first, B).t(), h0);
+  at::Tensor grad = Backend::matmul_tn(grad_gates.narrow(0, first, B), h0);
   if (later > 0) {
     const at::Tensor gates_rows = grad_gates.narrow(0, reverse ? 0 : B, later);
     const at::Tensor prev_rows = output.narrow(0, reverse ? B : 0, later);
-    grad = grad + Backend::matmul(gates_rows.t(), prev_rows);
+    grad = grad + Backend::matmul_tn(gates_rows, prev_rows);
   }
   return grad;
 }
@@ -297,12 +297,12 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   at::Tensor grad_w_hr = skipped();
   if (has_proj) {
     const at::Tensor m = saved_gates.narrow(1, 3 * H, H) * at::tanh(saved_cells);
-    grad_w_hr = Backend::matmul(grad_h_all.t(), m);
+    grad_w_hr = Backend::matmul_tn(grad_h_all, m);
   }
   return {grad_input,
           grad_h_state,
           grad_c_state,
-          Backend::matmul(grad_gates.t(), x),
+          Backend::matmul_tn(grad_gates, x),
           layer_detail::recurrent_weight_grad<Backend>(grad_gates, output.reshape({N, P}), h0, s,
                                                        batch_sizes.has_value(), reverse),
           grad_gates.sum(0),
