@@ -41,9 +41,15 @@ at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
   if (aten_gemms_only() || !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
     return at::mm(a.t(), b);
   }
-  // oneDNN wants its activation operand row-major: it computes (b^T a)^T, with b^T (K, N)
-  // copied (as large as the layer input, not as the 4x larger gates) and a^T read in place as
-  // the strided "weight". 1.5-2.4x faster than at::mm(a^T, b) on the LSTM shapes here.
+  // oneDNN wants its activation operand row-major. A small a^T is simply copied (the cell, short
+  // or small-batch layers). For a whole sequence's gates that copy would be as large as the
+  // activations, so it computes (b^T a)^T instead, copying only b^T (K, N), as large as the
+  // layer input, and reading a^T in place as the strided "weight": 1.5-2.4x faster than
+  // at::mm(a^T, b) on the large LSTM shapes here.
+  constexpr int64_t kMaxCopiedElements = int64_t{1} << 20;
+  if (a.numel() <= kMaxCopiedElements) {
+    return onednn_linear(a.t().contiguous(), b.t(), at::Tensor());
+  }
   return onednn_linear(b.t().contiguous(), a.t(), at::Tensor()).t().contiguous();
 }
 
