@@ -44,15 +44,27 @@ inline WeightShapes check_layer(const at::Tensor& input, const at::Tensor& h0,
 // Row index, into the rows of [per_step; initial], of the state each row of each step started
 // from: the same row of the previous step in processing order, or the initial state when the row
 // had no previous step (packed rows joining the batch).
+// The step processed just before step t, and how many of step t's rows (the first ones) carry
+// on from it; the others start from the initial state. prev is -1 when there is none.
+struct PreviousStep {
+  int64_t prev;
+  int64_t continuing;
+};
+
+inline PreviousStep previous_step(const StepSchedule& s, int64_t t, bool reverse) {
+  const int64_t prev = reverse ? t + 1 : t - 1;
+  if (prev < 0 || prev >= s.steps) return {-1, 0};
+  return {prev, std::min(s.rows[t], s.rows[prev])};
+}
+
 inline at::Tensor previous_row_index(const StepSchedule& s, bool reverse) {
   at::Tensor index = at::empty({s.total_rows}, at::kLong);
   int64_t* out = index.data_ptr<int64_t>();
   for (int64_t t = 0; t < s.steps; ++t) {
-    const int64_t prev = reverse ? t + 1 : t - 1;
-    const bool has_prev = prev >= 0 && prev < s.steps;
+    const PreviousStep p = previous_step(s, t, reverse);
     for (int64_t b = 0; b < s.rows[t]; ++b) {
-      const bool continues = has_prev && b < s.rows[prev];
-      out[s.row_offset[t] + b] = continues ? s.row_offset[prev] + b : s.total_rows + b;
+      out[s.row_offset[t] + b] =
+          b < p.continuing ? s.row_offset[p.prev] + b : s.total_rows + b;
     }
   }
   return index;
@@ -262,9 +274,8 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
     }
     // c_{t-1} of the rows that continue from the previous step is that step's saved c; rows
     // that start here (all of them at the first step; packed rows joining in reverse) use c0.
-    const int64_t prev = reverse ? t + 1 : t - 1;
-    const bool has_prev = prev >= 0 && prev < s.steps;
-    const int64_t continuing = has_prev ? std::min(rows, s.rows[prev]) : 0;
+    const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
+    const int64_t continuing = previous.continuing;
     const int64_t grad_h_stride = has_proj ? H : P;
     auto pointwise_rows = [&](int64_t first, int64_t count, const char* c_prev) {
       if (count == 0) return;
@@ -279,7 +290,7 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
           grad_gates_base + row * G * elem});
     };
     pointwise_rows(0, continuing,
-                   has_prev ? cells_base + s.row_offset[prev] * H * elem : nullptr);
+                   continuing ? cells_base + s.row_offset[previous.prev] * H * elem : nullptr);
     pointwise_rows(continuing, rows - continuing, c0_base + continuing * H * elem);
     recurrent(step_grad_h_state, grad_gates.narrow(0, offset, rows), /*accumulate=*/false);
   }
