@@ -75,6 +75,10 @@ SANITIZE = os.environ.get("FUSEDLSTM_SANITIZE", "0") == "1"
 SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
                    "-fno-omit-frame-pointer", "-g"] if SANITIZE else []
 OPT = (["-O0", "-g"] if DEBUG else ["-O1" if SANITIZE else "-O3"]) + SANITIZER_FLAGS
+# at::parallel_for is a header template: without -fopenmp in our own translation units it runs
+# every range on the calling thread. Linking it resolves to the libgomp torch already loaded
+# (same soname), so there is one OpenMP runtime in the process.
+OPENMP = [] if sys.platform == "darwin" else ["-fopenmp"]
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 ABI = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"
 INCLUDE = [str(ROOT / "csrc" / "include")]
@@ -140,8 +144,8 @@ ext_modules = [
         [str(s) for s in cpu_sources],
         include_dirs=INCLUDE,
         define_macros=[("FUSEDLSTM_X86_KERNELS", None)] if X86 else [],
-        extra_compile_args={"cxx": OPT},
-        extra_link_args=SANITIZER_FLAGS,
+        extra_compile_args={"cxx": OPT + OPENMP},
+        extra_link_args=SANITIZER_FLAGS + OPENMP,
     )
 ]
 

@@ -2,11 +2,14 @@
 
 #include "cpu_gemm.h"
 
+#include <ATen/Config.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 namespace fusedlstm::cpu {
 
@@ -18,8 +21,6 @@ std::string forced_strategy() {
   return env == nullptr ? std::string() : std::string(env);
 }
 
-// Multiply-accumulates per task: below this a step's blocks run on one thread.
-constexpr int64_t kMacsPerTask = 1 << 16;
 
 }  // namespace
 
@@ -34,6 +35,7 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
 
   const RowKernels& kernels = selected_row_kernels();
   const int64_t width = kernels.block_width;
+  kernel_width_ = width;
   const int64_t hidden = w_hh.size(0) / 4;
   inner_ = w_hh.size(1);
   blocks_ = (hidden + width - 1) / width;
@@ -59,18 +61,92 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
   });
 }
 
-void FusedRecurrentStep::forward(const PointwiseForwardArgs& args,
-                                 const at::Tensor& h_prev) const {
-  TORCH_CHECK(args.h_copy == nullptr && h_prev.stride(1) == 1 && h_prev.size(1) == inner_,
-              "FusedRecurrentStep: bad arguments");
-  const FusedStepArgs fused{args, h_prev.const_data_ptr(), h_prev.stride(0), inner_,
-                            packed_.const_data_ptr<float>()};
-  const int64_t macs_per_block = std::max<int64_t>(1, args.rows * inner_ * 4 * args.hidden /
-                                                          std::max<int64_t>(1, blocks_));
-  const int64_t grain = std::max<int64_t>(1, kMacsPerTask / macs_per_block);
+int64_t FusedRecurrentStep::slices_for(int64_t rows) const {
+#if AT_PARALLEL_OPENMP
+  // Waiting on other slices needs them to run at the same time: OpenMP's team threads do;
+  // inside another parallel region parallel_for runs inline, one slice.
+  if (at::in_parallel_region()) return 1;
+  const int64_t macs_per_step = rows * inner_ * 4 * blocks_ * kernel_width_;
+  const int64_t by_work = std::max<int64_t>(1, macs_per_step / kMinMacsPerSlice);
+  return std::min<int64_t>({at::get_num_threads(), blocks_, by_work});
+#else
+  (void)rows;
+  return 1;
+#endif
+}
+
+namespace {
+
+// Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at `h`.
+FusedStepArgs rows_args(const RecurrentStep& step, int64_t first, int64_t count, const void* h,
+                        int64_t h_stride, int64_t inner, const float* packed) {
+  return {rows_of(step.pointwise, first, count),
+          static_cast<const float*>(h) + first * h_stride, h_stride, inner, packed};
+}
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spins while other slices finish their step (a few microseconds at most), then yields, so an
+// oversubscribed machine still makes progress.
+void wait_until(const std::atomic<int64_t>& counter, int64_t target) {
+  constexpr int kSpinsBeforeYield = 4096;
+  for (int spins = 0; counter.load(std::memory_order_acquire) < target; ++spins) {
+    if (spins < kSpinsBeforeYield) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+}  // namespace
+
+void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count) const {
+  int64_t max_rows = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    TORCH_CHECK(steps[i].pointwise.h_copy == nullptr && steps[i].pointwise.dtype == at::kFloat,
+                "FusedRecurrentStep: bad arguments");
+    max_rows = std::max(max_rows, steps[i].pointwise.rows);
+  }
   const FusedBlocksFn kernel = kernel_;
-  at::parallel_for(0, blocks_, grain,
-                   [&](int64_t begin, int64_t end) { kernel(fused, begin, end); });
+  const float* packed = packed_.const_data_ptr<float>();
+  const int64_t inner = inner_;
+  const auto run_step = [&](const RecurrentStep& step, int64_t block_begin, int64_t block_end) {
+    const int64_t rows = step.pointwise.rows;
+    const int64_t continuing = std::min(step.continuing, rows);
+    if (continuing > 0) {
+      kernel(rows_args(step, 0, continuing, step.h_prev, step.h_prev_stride, inner, packed),
+             block_begin, block_end);
+    }
+    if (rows > continuing) {
+      kernel(rows_args(step, continuing, rows - continuing, step.h_start, step.h_start_stride,
+                       inner, packed),
+             block_begin, block_end);
+    }
+  };
+
+  const int64_t slices = slices_for(max_rows);
+  if (slices == 1) {
+    for (int64_t i = 0; i < count; ++i) run_step(steps[i], 0, blocks_);
+    return;
+  }
+  // done counts finished (step, slice) pairs: step i may start once done >= i * slices. Each
+  // parallel_for call owns the slices [begin, end) for every step.
+  std::atomic<int64_t> done{0};
+  const int64_t blocks = blocks_;
+  at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
+    const int64_t block_begin = blocks * begin / slices;
+    const int64_t block_end = blocks * end / slices;
+    for (int64_t i = 0; i < count; ++i) {
+      if (i > 0) wait_until(done, i * slices);
+      run_step(steps[i], block_begin, block_end);
+      done.fetch_add(end - begin, std::memory_order_acq_rel);
+    }
+  });
 }
 
 }  // namespace fusedlstm::cpu

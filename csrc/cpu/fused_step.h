@@ -20,6 +20,10 @@ constexpr int64_t kFusedStepAlwaysRows = 4;
 constexpr int64_t kFusedStepMaxRows = 16;
 constexpr int64_t kFusedStepMaxWeightBytes = int64_t{2} << 20;
 
+// Multiply-accumulates per step that one more thread must get to repay the wait for the other
+// slices at every step (see slices_for; measured in DESIGN.md terms in the issue note).
+constexpr int64_t kMinMacsPerSlice = int64_t{1} << 15;
+
 class FusedRecurrentStep {
  public:
   // w_hh: (4H, P). Active only for float32 weights used for more than one step, in the cases
@@ -28,14 +32,23 @@ class FusedRecurrentStep {
 
   bool active() const { return packed_.defined(); }
 
-  // Adds h_prev W_hh^T into args.preact (in place), then runs the pointwise step `args`
-  // (which must not write h_prev: h_copy must be null).
-  void forward(const PointwiseForwardArgs& args, const at::Tensor& h_prev) const;
+  // Runs `count` consecutive steps: per step, adds h_{t-1} W_hh^T into the pre-activations (in
+  // place) and runs the pointwise step on them. A step must not write its own h_{t-1}.
+  //
+  // Several steps run in one parallel region: each thread owns a fixed slice of hidden-unit
+  // blocks for all of them (its slice of the packed W_hh stays in its cache), and a step starts
+  // once every slice has finished the one before it (one counter, no fork/join per step).
+  void forward_steps(const RecurrentStep* steps, int64_t count) const;
+
+  // Threads (slices of blocks) for steps of `rows` rows: one unless each thread gets enough
+  // work per step to repay the per-step wait.
+  int64_t slices_for(int64_t rows) const;
 
  private:
   at::Tensor packed_;
   int64_t inner_ = 0;
   int64_t blocks_ = 0;
+  int64_t kernel_width_ = 0;  // hidden units per block
   FusedBlocksFn kernel_ = nullptr;
 };
 

@@ -63,11 +63,13 @@ class AtenStepGemm {
 };
 
 // For back-ends without a fused recurrent step (GEMM and gate math in one pass): never active.
+// A FusedStep's `forward_steps(steps, count)` runs `count` consecutive steps (pointwise.h's
+// RecurrentStep), each one's h_{t-1} being the h_t that the one before it wrote.
 struct NoFusedStep {
   NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/) {}
   bool active() const { return false; }
-  template <class Args>
-  void forward(const Args& /*args*/, const at::Tensor& /*h_prev*/) const {}
+  template <class Step>
+  void forward_steps(const Step* /*steps*/, int64_t /*count*/) const {}
 };
 
 }  // namespace fusedlstm

@@ -135,6 +135,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   const at::Tensor bias = summed_bias(b_ih, b_hh);
   at::Tensor output = at::empty({s.total_rows, P}, options);
   at::Tensor h_state = h0.contiguous().clone();
+  const at::Tensor h0_rows = h0.contiguous();  // h_{t-1} of rows that start at step t (fused)
   at::Tensor c_state = c0.contiguous().clone();
   at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
   at::Tensor saved_gates = at::empty({0}, options);
@@ -165,6 +166,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     if (train) saved_gates = gates;
     char* gates_base = static_cast<char*>(gates.data_ptr());
 
+    // Without a projection the fused step runs the whole chunk at once: h_{t-1} is read from
+    // the output rows of the step before (or h0 for rows that start at t) and h_n gathered
+    // after the loop. With one, the projection GEMM comes between steps: one step per call.
+    std::vector<RecurrentStep> fused_steps;
     for (int64_t i = first; i <= last; ++i) {
       const int64_t t = layer_detail::step_at(s, i, reverse);
       const int64_t rows = s.rows[t];
@@ -178,11 +183,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
                                 has_proj ? m_step.data_ptr() : step_output_ptr, has_proj ? H : P,
                                 has_proj ? nullptr : h_state.data_ptr(), P};
       if (fused.active()) {
-        // The fused step reads h_{t-1} from h_state while it writes h_t, so h_t goes to the
-        // output only and is copied into h_state after the step.
         args.h_copy = nullptr;
-        fused.forward(args, h_state.narrow(0, 0, rows));
-        if (!has_proj) h_state.narrow(0, 0, rows).copy_(output.narrow(0, offset, rows));
+        const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
+        RecurrentStep step{args, h_state.const_data_ptr(), P, rows, h_state.const_data_ptr(), P};
+        if (!has_proj) {
+          step.h_prev = previous.prev < 0 ? nullptr : output_base + s.row_offset[previous.prev] * P * elem;
+          step.continuing = previous.continuing;
+          step.h_start = h0_rows.const_data_ptr();
+        }
+        fused_steps.push_back(step);
+        if (!has_proj) continue;
+        fused.forward_steps(fused_steps.data(), 1);
+        fused_steps.clear();
       } else {
         at::Tensor step_gates = gates.narrow(0, offset - row_lo, rows);
         const at::Tensor recurrent_part =
@@ -194,6 +206,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
         at::Tensor step_output = output.narrow(0, offset, rows);
         projection(step_output, m_step.narrow(0, 0, rows), /*accumulate=*/false);
         h_state.narrow(0, 0, rows).copy_(step_output);
+      }
+    }
+    if (!fused_steps.empty()) {
+      fused.forward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
+    }
+  }
+  if (fused.active() && !has_proj) {
+    // h_n: each row's h after the last step it took part in. Rows of step t absent from the
+    // step processed after it have just finished (the last step, or packed rows leaving).
+    for (int64_t i = 0; i < s.steps; ++i) {
+      const int64_t t = layer_detail::step_at(s, i, reverse);
+      const int64_t next_rows = i + 1 < s.steps ? s.rows[layer_detail::step_at(s, i + 1, reverse)] : 0;
+      const int64_t from = std::min(next_rows, s.rows[t]);
+      if (from < s.rows[t]) {
+        h_state.narrow(0, from, s.rows[t] - from)
+            .copy_(output.narrow(0, s.row_offset[t] + from, s.rows[t] - from));
       }
     }
   }

@@ -9,6 +9,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace fusedlstm {
 
@@ -27,6 +28,40 @@ struct PointwiseForwardArgs {
   int64_t h_out_stride;
   void* h_copy;          // (rows, h_copy_stride) or nullptr: a second copy of h_t
   int64_t h_copy_stride;
+};
+
+// The same step restricted to rows [first, first + count).
+inline PointwiseForwardArgs rows_of(const PointwiseForwardArgs& a, int64_t first, int64_t count) {
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(a.dtype));
+  const auto at_row = [&](auto* p, int64_t stride) {
+    using Byte = std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>,
+                                    const char, char>;
+    return p == nullptr ? p : static_cast<decltype(p)>(static_cast<Byte*>(p) + first * stride * elem);
+  };
+  PointwiseForwardArgs out = a;
+  out.rows = count;
+  out.preact = at_row(a.preact, 4 * a.hidden);
+  out.preact_addend = at_row(a.preact_addend, 4 * a.hidden);
+  out.gates_out = at_row(a.gates_out, 4 * a.hidden);
+  out.c_prev = at_row(a.c_prev, a.hidden);
+  out.c_out = at_row(a.c_out, a.hidden);
+  out.c_saved = at_row(a.c_saved, a.hidden);
+  out.h_out = at_row(a.h_out, a.h_out_stride);
+  out.h_copy = at_row(a.h_copy, a.h_copy_stride);
+  return out;
+}
+
+// One step of a fused recurrent step (a back-end's FusedStep, see gemm.h): the pointwise step
+// `pointwise`, whose preact still lacks h_{t-1} W_hh^T, and where h_{t-1} is. Rows
+// [0, continuing) carry on from the previous step (h_prev); rows [continuing, rows) start here
+// from the initial state (h_start, same row numbering).
+struct RecurrentStep {
+  PointwiseForwardArgs pointwise;
+  const void* h_prev;
+  int64_t h_prev_stride;
+  int64_t continuing;
+  const void* h_start;
+  int64_t h_start_stride;
 };
 
 struct PointwiseBackwardArgs {
