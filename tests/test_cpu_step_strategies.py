@@ -6,7 +6,12 @@ FUSEDLSTM_CPU_STEP forces one of them, so each is checked against nn.LSTM everyw
 the shapes where it would be chosen.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
+import torch
 from conftest import run_suite_with_env
 
 
@@ -16,3 +21,23 @@ def test_parity_suite_with_forced_step_strategy(strategy):
     run_suite_with_env({"FUSEDLSTM_CPU_STEP": strategy},
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
                         "test_reliability.py", "-k", "not compile and not 2_pow_31"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", ["default", "avx2"])
+def test_parity_suite_on_other_cpu_capabilities(capability):
+    # The kernels compiled for other vector capabilities than this CPU's best (AVX2's 8-lane
+    # tiles, the scalar fallback), fused step forced so its kernels run on every shape too.
+    # ATEN_CPU_CAPABILITY picks them, as it does ATen's own kernels; a CPU without AVX2 would
+    # simply run the best it has, which the default run already covers.
+    if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("this CPU has no AVX2")
+    env = {"ATEN_CPU_CAPABILITY": capability, "FUSEDLSTM_CPU_STEP": "fused"}
+    seen = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout.strip()
+    assert seen == capability.upper(), f"ATEN_CPU_CAPABILITY={capability} gave {seen}"
+    run_suite_with_env(env,
+                       ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
+                        "test_cell_parity.py", "test_activations.py", "test_cpu_kernels.py",
+                        "-k", "not compile and not 2_pow_31"])

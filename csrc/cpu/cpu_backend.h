@@ -13,6 +13,7 @@ namespace fusedlstm::cpu {
 struct CpuBackend : CpuGemm {
   using StepGemm = CpuStepGemm;
   using FusedStep = FusedRecurrentStep;
+  using FusedBackward = FusedRecurrentBackward;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
 };

@@ -21,69 +21,6 @@ std::string forced_strategy() {
   return env == nullptr ? std::string() : std::string(env);
 }
 
-
-}  // namespace
-
-FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
-  static const std::string forced = forced_strategy();
-  if (forced == "gemm" || aten_gemms_only()) return;
-  if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return;
-  const bool small_weight = w_hh.numel() * 4 <= kFusedStepMaxWeightBytes;
-  const bool worth_it = max_rows <= kFusedStepAlwaysRows ||
-                        (max_rows <= kFusedStepMaxRows && small_weight);
-  if (forced != "fused" && !worth_it) return;
-
-  const RowKernels& kernels = selected_row_kernels();
-  const int64_t width = kernels.block_width;
-  kernel_width_ = width;
-  const int64_t hidden = w_hh.size(0) / 4;
-  inner_ = w_hh.size(1);
-  blocks_ = (hidden + width - 1) / width;
-  kernel_ = kernels.fused_forward;
-
-  // [block][k][gate][lane], zero past H.
-  packed_ = at::zeros({blocks_ * inner_ * 4 * width}, w_hh.options());
-  const at::Tensor w = w_hh.contiguous();
-  const float* src = w.const_data_ptr<float>();
-  float* dst = packed_.data_ptr<float>();
-  at::parallel_for(0, blocks_, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t block = begin; block < end; ++block) {
-      const int64_t lanes = std::min(width, hidden - block * width);
-      for (int64_t k = 0; k < inner_; ++k) {
-        for (int64_t gate = 0; gate < 4; ++gate) {
-          float* out = dst + ((block * inner_ + k) * 4 + gate) * width;
-          for (int64_t lane = 0; lane < lanes; ++lane) {
-            out[lane] = src[(gate * hidden + block * width + lane) * inner_ + k];
-          }
-        }
-      }
-    }
-  });
-}
-
-int64_t FusedRecurrentStep::slices_for(int64_t rows) const {
-#if AT_PARALLEL_OPENMP
-  // Waiting on other slices needs them to run at the same time: OpenMP's team threads do;
-  // inside another parallel region parallel_for runs inline, one slice.
-  if (at::in_parallel_region()) return 1;
-  const int64_t macs_per_step = rows * inner_ * 4 * blocks_ * kernel_width_;
-  const int64_t by_work = std::max<int64_t>(1, macs_per_step / kMinMacsPerSlice);
-  return std::min<int64_t>({at::get_num_threads(), blocks_, by_work});
-#else
-  (void)rows;
-  return 1;
-#endif
-}
-
-namespace {
-
-// Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at `h`.
-FusedStepArgs rows_args(const RecurrentStep& step, int64_t first, int64_t count, const void* h,
-                        int64_t h_stride, int64_t inner, const float* packed) {
-  return {rows_of(step.pointwise, first, count),
-          static_cast<const float*>(h) + first * h_stride, h_stride, inner, packed};
-}
-
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -103,7 +40,97 @@ void wait_until(const std::atomic<int64_t>& counter, int64_t target) {
   }
 }
 
+// Runs run_step(i, block_begin, block_end) for steps i = 0..count-1 over `blocks` blocks split
+// into `slices`, each slice on its own thread for all steps. `done` counts finished
+// (step, slice) pairs: step i may start once done >= i * slices. Each parallel_for call owns the
+// slices [begin, end) for every step, however OpenMP sized the team.
+template <class RunStep>
+void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step) {
+  if (slices <= 1) {
+    for (int64_t i = 0; i < count; ++i) run_step(i, 0, blocks);
+    return;
+  }
+  std::atomic<int64_t> done{0};
+  at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
+    const int64_t block_begin = blocks * begin / slices;
+    const int64_t block_end = blocks * end / slices;
+    for (int64_t i = 0; i < count; ++i) {
+      if (i > 0) wait_until(done, i * slices);
+      run_step(i, block_begin, block_end);
+      done.fetch_add(end - begin, std::memory_order_acq_rel);
+    }
+  });
+}
+
+// Packs `count_blocks` blocks of `width` lanes: dst[((block * inner + k) * 4 + gate) * width +
+// lane] = src(gate, block * width + lane, k), zero past `lanes_total`.
+template <class Source>
+at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lanes_total,
+                       const at::TensorOptions& options, const Source& src) {
+  at::Tensor packed = at::zeros({blocks * inner * 4 * width}, options);
+  float* dst = packed.data_ptr<float>();
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t lanes = std::min(width, lanes_total - block * width);
+      for (int64_t k = 0; k < inner; ++k) {
+        for (int64_t gate = 0; gate < 4; ++gate) {
+          float* out = dst + ((block * inner + k) * 4 + gate) * width;
+          for (int64_t lane = 0; lane < lanes; ++lane) out[lane] = src(gate, block * width + lane, k);
+        }
+      }
+    }
+  });
+  return packed;
+}
+
+// Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at `h`.
+FusedStepArgs rows_args(const RecurrentStep& step, int64_t first, int64_t count, const void* h,
+                        int64_t h_stride, int64_t inner, const float* packed) {
+  return {rows_of(step.pointwise, first, count),
+          static_cast<const float*>(h) + first * h_stride, h_stride, inner, packed};
+}
+
 }  // namespace
+
+bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
+  static const std::string forced = forced_strategy();
+  if (forced == "gemm" || aten_gemms_only()) return false;
+  if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return false;
+  if (forced == "fused") return true;
+  const bool small_weight = w_hh.numel() * 4 <= kFusedStepMaxWeightBytes;
+  return max_rows <= kFusedStepAlwaysRows || (max_rows <= kFusedStepMaxRows && small_weight);
+}
+
+int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
+#if AT_PARALLEL_OPENMP
+  // Waiting on other slices needs them to run at the same time: OpenMP's team threads do;
+  // inside another parallel region parallel_for runs inline, one slice.
+  if (at::in_parallel_region()) return 1;
+  const int64_t by_work = std::max<int64_t>(1, macs_per_step / kMinMacsPerSlice);
+  return std::min<int64_t>({at::get_num_threads(), blocks, by_work});
+#else
+  (void)macs_per_step;
+  (void)blocks;
+  return 1;
+#endif
+}
+
+FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
+  if (!fused_step_applies(w_hh, max_rows, calls)) return;
+  const RowKernels& kernels = selected_row_kernels();
+  width_ = kernels.block_width;
+  kernel_ = kernels.fused_forward;
+  const int64_t hidden = w_hh.size(0) / 4;
+  inner_ = w_hh.size(1);
+  blocks_ = (hidden + width_ - 1) / width_;
+  const at::Tensor w = w_hh.contiguous();
+  const float* src = w.const_data_ptr<float>();
+  const int64_t inner = inner_;
+  packed_ = pack_blocks(blocks_, inner_, width_, hidden, w.options(),
+                        [&](int64_t gate, int64_t unit, int64_t k) {
+                          return src[(gate * hidden + unit) * inner + k];
+                        });
+}
 
 void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count) const {
   int64_t max_rows = 0;
@@ -115,7 +142,8 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
   const FusedBlocksFn kernel = kernel_;
   const float* packed = packed_.const_data_ptr<float>();
   const int64_t inner = inner_;
-  const auto run_step = [&](const RecurrentStep& step, int64_t block_begin, int64_t block_end) {
+  const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
+    const RecurrentStep& step = steps[i];
     const int64_t rows = step.pointwise.rows;
     const int64_t continuing = std::min(step.continuing, rows);
     if (continuing > 0) {
@@ -128,25 +156,45 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
              block_begin, block_end);
     }
   };
+  const int64_t macs_per_step = max_rows * inner_ * 4 * blocks_ * width_;
+  run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), run_step);
+}
 
-  const int64_t slices = slices_for(max_rows);
-  if (slices == 1) {
-    for (int64_t i = 0; i < count; ++i) run_step(steps[i], 0, blocks_);
-    return;
+FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t max_rows,
+                                               int64_t calls) {
+  if (!fused_step_applies(w_hh, max_rows, calls)) return;
+  const int64_t hidden = w_hh.size(0) / 4;
+  TORCH_CHECK(w_hh.size(1) == hidden, "FusedRecurrentBackward: W_hh must be (4H, H)");
+  const RowKernels& kernels = selected_row_kernels();
+  width_ = kernels.block_width;
+  kernel_ = kernels.fused_backward;
+  blocks_ = (hidden + width_ - 1) / width_;
+  const at::Tensor w = w_hh.contiguous();
+  const float* src = w.const_data_ptr<float>();
+  // Output unit j (lanes) of dh = sum over gate rows of W_hh: block over j, inner index u.
+  packed_ = pack_blocks(blocks_, hidden, width_, hidden, w.options(),
+                        [&](int64_t gate, int64_t j, int64_t u) {
+                          return src[(gate * hidden + u) * hidden + j];
+                        });
+}
+
+void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
+                                            int64_t count) const {
+  int64_t max_rows = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    TORCH_CHECK(steps[i].continuing.dtype == at::kFloat && steps[i].starting.dtype == at::kFloat,
+                "FusedRecurrentBackward: bad arguments");
+    max_rows = std::max({max_rows, steps[i].gemm_rows,
+                         steps[i].continuing.rows + steps[i].starting.rows});
   }
-  // done counts finished (step, slice) pairs: step i may start once done >= i * slices. Each
-  // parallel_for call owns the slices [begin, end) for every step.
-  std::atomic<int64_t> done{0};
-  const int64_t blocks = blocks_;
-  at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
-    const int64_t block_begin = blocks * begin / slices;
-    const int64_t block_end = blocks * end / slices;
-    for (int64_t i = 0; i < count; ++i) {
-      if (i > 0) wait_until(done, i * slices);
-      run_step(steps[i], block_begin, block_end);
-      done.fetch_add(end - begin, std::memory_order_acq_rel);
-    }
-  });
+  const FusedBackwardBlocksFn kernel = kernel_;
+  const float* packed = packed_.const_data_ptr<float>();
+  const int64_t hidden = blocks_ == 0 ? 0 : steps[0].continuing.hidden;
+  const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
+    kernel(FusedBackwardArgs{steps[i], hidden, packed}, block_begin, block_end);
+  };
+  const int64_t macs_per_step = max_rows * hidden * 4 * blocks_ * width_;
+  run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), run_step);
 }
 
 }  // namespace fusedlstm::cpu

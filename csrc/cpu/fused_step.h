@@ -1,6 +1,11 @@
-// The CPU's fused recurrent step (float32): h_{t-1} W_hh^T and the gate math in one pass over
-// blocks of hidden units, W_hh packed once per call (fused_step_kernel.h has the kernel). Chosen
-// for small batches, where a GEMM call per step costs more in overhead than in arithmetic.
+// The CPU's fused recurrent steps (float32): per step, the recurrent GEMM and the gate math in
+// one pass over blocks of hidden units, W_hh packed once per call (fused_step_kernel.h has the
+// kernels). Chosen for small batches, where a GEMM call per step costs more in overhead than in
+// arithmetic.
+//
+// Several steps run in one parallel region: each thread owns a fixed slice of hidden-unit blocks
+// for all of them (its slice of the packed W_hh stays in its cache), and a step starts once every
+// slice has finished the one before it (one shared counter, no fork/join per step).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -21,35 +26,52 @@ constexpr int64_t kFusedStepMaxRows = 16;
 constexpr int64_t kFusedStepMaxWeightBytes = int64_t{2} << 20;
 
 // Multiply-accumulates per step that one more thread must get to repay the wait for the other
-// slices at every step (see slices_for; measured in DESIGN.md terms in the issue note).
+// slices at every step (see slices_for).
 constexpr int64_t kMinMacsPerSlice = int64_t{1} << 15;
 
+// Whether the fused step applies to a float32 W_hh used for `calls` steps of up to `max_rows`
+// rows: the rule above, unless FUSEDLSTM_CPU_STEP=fused|gemm forces the choice.
+bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
+
+// Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
+// enough work per step to repay the per-step wait.
+int64_t slices_for(int64_t macs_per_step, int64_t blocks);
+
+// Forward: h_{t-1} W_hh^T into the step's pre-activations, then the pointwise step.
 class FusedRecurrentStep {
  public:
-  // w_hh: (4H, P). Active only for float32 weights used for more than one step, in the cases
-  // above, unless FUSEDLSTM_CPU_STEP=fused|gemm forces the choice.
+  // w_hh: (4H, P).
   FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
 
   bool active() const { return packed_.defined(); }
 
-  // Runs `count` consecutive steps: per step, adds h_{t-1} W_hh^T into the pre-activations (in
-  // place) and runs the pointwise step on them. A step must not write its own h_{t-1}.
-  //
-  // Several steps run in one parallel region: each thread owns a fixed slice of hidden-unit
-  // blocks for all of them (its slice of the packed W_hh stays in its cache), and a step starts
-  // once every slice has finished the one before it (one counter, no fork/join per step).
+  // Runs `count` consecutive steps; a step must not write its own h_{t-1}.
   void forward_steps(const RecurrentStep* steps, int64_t count) const;
 
-  // Threads (slices of blocks) for steps of `rows` rows: one unless each thread gets enough
-  // work per step to repay the per-step wait.
-  int64_t slices_for(int64_t rows) const;
-
  private:
-  at::Tensor packed_;
+  at::Tensor packed_;  // [block][k][gate][lane]
   int64_t inner_ = 0;
   int64_t blocks_ = 0;
-  int64_t kernel_width_ = 0;  // hidden units per block
+  int64_t width_ = 0;  // hidden units per block
   FusedBlocksFn kernel_ = nullptr;
+};
+
+// Backward: dL/dh_t = dgates_{t+1} W_hh for the step's rows, then the pointwise backward step.
+class FusedRecurrentBackward {
+ public:
+  // w_hh: (4H, H) (no projection).
+  FusedRecurrentBackward(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
+
+  bool active() const { return packed_.defined(); }
+
+  // Runs `count` consecutive steps of the backward (in the order they are processed).
+  void backward_steps(const RecurrentBackwardStep* steps, int64_t count) const;
+
+ private:
+  at::Tensor packed_;  // [block][u][gate][lane]: W_hh[gate * H + u][block * V + lane]
+  int64_t blocks_ = 0;
+  int64_t width_ = 0;
+  FusedBackwardBlocksFn kernel_ = nullptr;
 };
 
 }  // namespace fusedlstm::cpu

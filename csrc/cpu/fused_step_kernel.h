@@ -15,6 +15,7 @@
 #include <fusedlstm/pointwise_units.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "pointwise_cpu.h"
 
@@ -139,23 +140,146 @@ inline void fused_tile(const FusedStepArgs& a, int64_t row0, int64_t block) {
   }
 }
 
-inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
 #if defined(CPU_CAPABILITY_AVX512)
-  constexpr int R = kFusedRowsAvx512;
+constexpr int kFusedRows = kFusedRowsAvx512;
 #else
-  constexpr int R = kFusedRowsOther;
+constexpr int kFusedRows = kFusedRowsOther;
 #endif
-  const int64_t rows = a.pointwise.rows;
+
+// Calls tile(std::integral_constant<int, n>, row) over `rows` in tiles of kFusedRows rows, the
+// remaining rows in one last tile, so a block's weights are streamed once more at most.
+template <class Tile>
+inline void for_each_row_tile(int64_t rows, const Tile& tile) {
+  constexpr int R = kFusedRows;
+  int64_t row = 0;
+  for (; row + R <= rows; row += R) tile(std::integral_constant<int, R>{}, row);
+  switch (rows - row) {
+    case 0: break;
+    case 1: tile(std::integral_constant<int, 1>{}, row); break;
+    case 2: tile(std::integral_constant<int, 2>{}, row); break;
+    default: tile(std::integral_constant<int, std::min(3, R)>{}, row); break;
+  }
+}
+
+inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
   for (int64_t block = block_begin; block < block_end; ++block) {
-    int64_t row = 0;
-    for (; row + R <= rows; row += R) fused_tile<R>(a, row, block);
-    // The remaining rows in one tile, so the block's weights are streamed once more at most.
-    switch (rows - row) {
-      case 0: break;
-      case 1: fused_tile<1>(a, row, block); break;
-      case 2: fused_tile<2>(a, row, block); break;
-      default: fused_tile<std::min(3, R)>(a, row, block); break;
+    for_each_row_tile(a.pointwise.rows, [&](auto n, int64_t row) {
+      fused_tile<decltype(n)::value>(a, row, block);
+    });
+  }
+}
+
+// The backward's recurrent GEMM for R rows and one block of V output units j:
+// grad_h_state[row][j] = sum over gates g and units u of grad_gates_next[row][g * H + u] *
+// W_hh[g * H + u][j], one accumulator per gate (four independent chains), summed at the end.
+template <int R>
+inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block) {
+  constexpr int64_t V = FusedVec::size();
+  const int64_t H = a.hidden;
+  const int64_t j0 = block * V;
+  const int64_t lanes = std::min<int64_t>(V, H - j0);
+  const float* w = a.packed_weight + block * H * 4 * V;
+  const float* dg = static_cast<const float*>(a.step.grad_gates_next) + row0 * 4 * H;
+  FusedVec acc[R][4];
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < 4; ++g) acc[r][g] = FusedVec(0.0f);
+  }
+  for (int64_t u = 0; u < H; ++u) {
+    const float* wu = w + u * 4 * V;
+    const FusedVec w0 = FusedVec::loadu(wu);
+    const FusedVec w1 = FusedVec::loadu(wu + V);
+    const FusedVec w2 = FusedVec::loadu(wu + 2 * V);
+    const FusedVec w3 = FusedVec::loadu(wu + 3 * V);
+    for (int r = 0; r < R; ++r) {
+      const float* d = dg + r * 4 * H + u;
+      acc[r][0] = at::vec::fmadd(w0, FusedVec(d[0]), acc[r][0]);
+      acc[r][1] = at::vec::fmadd(w1, FusedVec(d[H]), acc[r][1]);
+      acc[r][2] = at::vec::fmadd(w2, FusedVec(d[2 * H]), acc[r][2]);
+      acc[r][3] = at::vec::fmadd(w3, FusedVec(d[3 * H]), acc[r][3]);
     }
+  }
+  float* out = static_cast<float*>(a.step.grad_h_state) + row0 * H + j0;
+  for (int r = 0; r < R; ++r) {
+    const FusedVec sum = ((acc[r][0] + acc[r][1]) + acc[r][2]) + acc[r][3];
+    sum.store(out + r * H, lanes);
+  }
+}
+
+#if defined(CPU_CAPABILITY_AVX512)
+// Four rows in named registers, for the reason given at fused_accumulate<4>.
+template <>
+inline void fused_backward_gemm<4>(const FusedBackwardArgs& a, int64_t row0, int64_t block) {
+  constexpr int64_t V = 16;
+  const int64_t H = a.hidden;
+  const int64_t j0 = block * V;
+  const int64_t lanes = std::min<int64_t>(V, H - j0);
+  const float* w = a.packed_weight + block * H * 4 * V;
+  const float* d0 = static_cast<const float*>(a.step.grad_gates_next) + row0 * 4 * H;
+  const float* d1 = d0 + 4 * H;
+  const float* d2 = d1 + 4 * H;
+  const float* d3 = d2 + 4 * H;
+  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+  __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+  __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+  for (int64_t u = 0; u < H; ++u) {
+    const float* wu = w + u * 4 * V;
+    const __m512 w0 = _mm512_loadu_ps(wu);
+    const __m512 w1 = _mm512_loadu_ps(wu + V);
+    const __m512 w2 = _mm512_loadu_ps(wu + 2 * V);
+    const __m512 w3 = _mm512_loadu_ps(wu + 3 * V);
+    a00 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d0[u]), a00);
+    a01 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d0[H + u]), a01);
+    a02 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d0[2 * H + u]), a02);
+    a03 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d0[3 * H + u]), a03);
+    a10 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d1[u]), a10);
+    a11 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d1[H + u]), a11);
+    a12 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d1[2 * H + u]), a12);
+    a13 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d1[3 * H + u]), a13);
+    a20 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d2[u]), a20);
+    a21 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d2[H + u]), a21);
+    a22 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d2[2 * H + u]), a22);
+    a23 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d2[3 * H + u]), a23);
+    a30 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d3[u]), a30);
+    a31 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d3[H + u]), a31);
+    a32 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d3[2 * H + u]), a32);
+    a33 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d3[3 * H + u]), a33);
+  }
+  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
+  float* out = static_cast<float*>(a.step.grad_h_state) + row0 * H + j0;
+  const __m512 sums[4] = {
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a00, a01), a02), a03),
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a10, a11), a12), a13),
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a20, a21), a22), a23),
+      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a30, a31), a32), a33)};
+  for (int r = 0; r < 4; ++r) _mm512_mask_storeu_ps(out + r * H, mask, sums[r]);
+}
+#endif
+
+// The pointwise backward of one block's units over a row range's rows.
+inline void fused_backward_units(const PointwiseBackwardArgs& a, int64_t block) {
+  constexpr int64_t V = FusedVec::size();
+  const int64_t j0 = block * V;
+  const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
+  for (int64_t row = 0; row < a.rows; ++row) {
+    if (lanes == V) {
+      backward_units<float, FloatVectorLanes>(a, row, j0);
+    } else {
+      for (int64_t j = j0; j < j0 + lanes; ++j) backward_units<float, ScalarLanes<float>>(a, row, j);
+    }
+  }
+}
+
+// Per block: dL/dh_t of the block's units from the later step's gate gradients, then the
+// pointwise backward of those units while dh is in L1.
+inline void fused_backward_blocks(const FusedBackwardArgs& a, int64_t block_begin,
+                                  int64_t block_end) {
+  for (int64_t block = block_begin; block < block_end; ++block) {
+    for_each_row_tile(a.step.gemm_rows, [&](auto n, int64_t row) {
+      fused_backward_gemm<decltype(n)::value>(a, row, block);
+    });
+    fused_backward_units(a.step.continuing, block);
+    fused_backward_units(a.step.starting, block);
   }
 }
 

@@ -19,15 +19,26 @@ struct FusedStepArgs {
   const float* packed_weight;  // [block][k][gate][lane]
 };
 
+// The fused recurrent backward step's arguments (float32 only): the step and W_hh packed as
+// [block][u][gate][lane] (see fused_step_kernel.h).
+struct FusedBackwardArgs {
+  RecurrentBackwardStep step;
+  int64_t hidden;
+  const float* packed_weight;
+};
+
 // The row-range kernels each capability translation unit provides.
 using ForwardRowsFn = void (*)(const PointwiseForwardArgs&, int64_t row_begin, int64_t row_end);
 using BackwardRowsFn = void (*)(const PointwiseBackwardArgs&, int64_t row_begin, int64_t row_end);
 using FusedBlocksFn = void (*)(const FusedStepArgs&, int64_t block_begin, int64_t block_end);
+using FusedBackwardBlocksFn = void (*)(const FusedBackwardArgs&, int64_t block_begin,
+                                       int64_t block_end);
 
 struct RowKernels {
   ForwardRowsFn forward;
   BackwardRowsFn backward;
   FusedBlocksFn fused_forward;  // over blocks of `block_width` hidden units
+  FusedBackwardBlocksFn fused_backward;
   int64_t block_width;
   const char* capability;
 };

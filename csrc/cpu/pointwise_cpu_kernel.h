@@ -148,7 +148,8 @@ namespace fusedlstm::cpu {
 inline namespace CPU_CAPABILITY {
 
 inline RowKernels row_kernels_here(const char* name) {
-  return {&forward_rows, &backward_rows, &fused_forward_blocks, fused_block_width(), name};
+  return {&forward_rows,         &backward_rows,      &fused_forward_blocks,
+          &fused_backward_blocks, fused_block_width(), name};
 }
 
 }  // namespace CPU_CAPABILITY

@@ -10,6 +10,7 @@ namespace fusedlstm::cuda {
 struct CudaBackend : AtenGemm {
   using StepGemm = AtenStepGemm;
   using FusedStep = NoFusedStep;
+  using FusedBackward = NoFusedStep;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
 };

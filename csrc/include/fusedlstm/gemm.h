@@ -5,6 +5,7 @@
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
 //                                 back-end has one (active() says whether it applies)
+//   Backend::FusedBackward        the same for the backward step
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
 // ones where that is faster (cpu/cpu_gemm.h).
 #pragma once
@@ -62,14 +63,17 @@ class AtenStepGemm {
   at::Tensor rhs_;
 };
 
-// For back-ends without a fused recurrent step (GEMM and gate math in one pass): never active.
+// For back-ends without fused recurrent steps (GEMM and gate math in one pass): never active.
 // A FusedStep's `forward_steps(steps, count)` runs `count` consecutive steps (pointwise.h's
-// RecurrentStep), each one's h_{t-1} being the h_t that the one before it wrote.
+// RecurrentStep), each one's h_{t-1} being the h_t that the one before it wrote; a
+// FusedBackward's `backward_steps(steps, count)` runs RecurrentBackwardSteps the same way.
 struct NoFusedStep {
   NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/) {}
   bool active() const { return false; }
   template <class Step>
   void forward_steps(const Step* /*steps*/, int64_t /*count*/) const {}
+  template <class Step>
+  void backward_steps(const Step* /*steps*/, int64_t /*count*/) const {}
 };
 
 }  // namespace fusedlstm

@@ -275,7 +275,11 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   at::Tensor grad_c_state = grad_c_n.contiguous().clone();
   at::Tensor grad_h_all = has_proj ? at::empty({N, P}, options) : at::Tensor();
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch, s.steps);
+  // The fused backward (where the back-end has one) runs every step in one call; the step GEMM
+  // then only gives h0 its gradient, once.
+  const typename Backend::FusedBackward fused(w_hh, s.batch, has_proj ? 0 : s.steps);
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch,
+                                             fused.active() ? 1 : s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/false,
                                               s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
@@ -284,6 +288,7 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   const char* cells_base = static_cast<const char*>(saved_cells.const_data_ptr());
   const char* c0_base = static_cast<const char*>(c_initial.const_data_ptr());
   char* grad_gates_base = static_cast<char*>(grad_gates.data_ptr());
+  std::vector<RecurrentBackwardStep> fused_steps;
 
   for (int64_t i = s.steps - 1; i >= 0; --i) {
     const int64_t t = layer_detail::step_at(s, i, reverse);
@@ -305,22 +310,45 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
     const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
     const int64_t continuing = previous.continuing;
     const int64_t grad_h_stride = has_proj ? H : P;
-    auto pointwise_rows = [&](int64_t first, int64_t count, const char* c_prev) {
-      if (count == 0) return;
+    auto rows_args = [&](int64_t first, int64_t count, const char* c_prev) {
       const char* grad_h_rows = static_cast<const char*>(grad_h) + first * grad_h_stride * elem;
       const char* extra_rows =
           grad_h_extra ? static_cast<const char*>(grad_h_extra) + first * P * elem : nullptr;
       char* grad_c_rows = static_cast<char*>(grad_c_state.data_ptr()) + first * H * elem;
       const int64_t row = offset + first;
-      Backend::backward(PointwiseBackwardArgs{
+      return PointwiseBackwardArgs{
           input.scalar_type(), count, H, grad_h_rows, grad_h_stride, extra_rows, P, grad_c_rows,
           grad_c_rows, gates_base + row * G * elem, cells_base + row * H * elem, c_prev,
-          grad_gates_base + row * G * elem});
+          grad_gates_base + row * G * elem};
     };
-    pointwise_rows(0, continuing,
-                   continuing ? cells_base + s.row_offset[previous.prev] * H * elem : nullptr);
-    pointwise_rows(continuing, rows - continuing, c0_base + continuing * H * elem);
+    const PointwiseBackwardArgs continuing_rows = rows_args(
+        0, continuing, continuing ? cells_base + s.row_offset[previous.prev] * H * elem : nullptr);
+    const PointwiseBackwardArgs starting_rows =
+        rows_args(continuing, rows - continuing, c0_base + continuing * H * elem);
+    if (fused.active()) {
+      // dL/dh_t of this step's rows comes from the step processed just before (t + 1 going
+      // forward in time): its gate gradients times W_hh, computed inside the fused step.
+      RecurrentBackwardStep step{nullptr, 0, grad_h_state.data_ptr(), continuing_rows,
+                                 starting_rows};
+      if (i + 1 < s.steps) {
+        const int64_t later = layer_detail::step_at(s, i + 1, reverse);
+        step.grad_gates_next = grad_gates_base + s.row_offset[later] * G * elem;
+        step.gemm_rows = s.rows[later];
+      }
+      fused_steps.push_back(step);
+      continue;
+    }
+    if (continuing_rows.rows > 0) Backend::backward(continuing_rows);
+    if (starting_rows.rows > 0) Backend::backward(starting_rows);
     recurrent(step_grad_h_state, grad_gates.narrow(0, offset, rows), /*accumulate=*/false);
+  }
+  if (fused.active()) {
+    fused.backward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
+    // dL/dh0: the gate gradients of the last step processed, times W_hh.
+    const int64_t first = layer_detail::step_at(s, 0, reverse);
+    at::Tensor first_grad_h = grad_h_state.narrow(0, 0, s.rows[first]);
+    recurrent(first_grad_h, grad_gates.narrow(0, s.row_offset[first], s.rows[first]),
+              /*accumulate=*/false);
   }
 
   // Outputs must not alias one another, so each skipped gradient is its own empty tensor.

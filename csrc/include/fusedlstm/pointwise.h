@@ -80,4 +80,19 @@ struct PointwiseBackwardArgs {
   void* grad_gates;          // (rows, 4H): dL/d(gate pre-activations)
 };
 
+// One step of a fused recurrent backward step (a back-end's FusedBackward, see gemm.h), no
+// projection (P = H). First dL/dh_t from the later step: rows [0, gemm_rows) of grad_h_state
+// become grad_gates_next W_hh (grad_gates_next: the (gemm_rows, 4H) gate gradients of the step
+// processed before this one; gemm_rows = 0 for the first step processed). Then the pointwise
+// backward of the step, whose grad_h_extra is grad_h_state, in two row ranges: rows whose c_{t-1}
+// is the previous step's c (`continuing`) and rows that started at this step from c0
+// (`starting`); either may have 0 rows.
+struct RecurrentBackwardStep {
+  const void* grad_gates_next;
+  int64_t gemm_rows;
+  void* grad_h_state;  // (rows, H)
+  PointwiseBackwardArgs continuing;
+  PointwiseBackwardArgs starting;
+};
+
 }  // namespace fusedlstm

@@ -1,0 +1,106 @@
+"""The CPU's fused recurrent kernels (forward and backward, float32) on the shapes that stress them:
+H around the 16-lane block (full blocks, a ragged last block, H below one block), B around the
+4-row register tile (1, 3, 5, 8), T=1, packed sequences in both directions, bidirectional and
+stacked layers, 1 and 2 threads (1 and 2 slices of blocks), and weights changed in place between
+calls (packing must see the new values). float32 results against nn.LSTM in float64.
+"""
+
+import contextlib
+
+import pytest
+import torch
+from conftest import assert_close_scaled
+from lstm_pairs import loss_of, make_pair
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+REL = 2e-5  # float32 against float64, relative to the largest reference magnitude
+
+# (T, B, I, H, num_layers, bidirectional)
+SHAPES = [
+    (1, 1, 8, 16, 1, False),
+    (7, 1, 5, 37, 1, True),
+    (6, 3, 9, 16, 2, False),
+    (5, 5, 4, 130, 1, False),
+    (4, 8, 12, 21, 2, True),
+    (3, 4, 6, 7, 1, False),
+]
+
+
+@contextlib.contextmanager
+def threads(n):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def pair(input_size, hidden_size, layers, bidirectional):
+    ref, ours = make_pair(input_size, hidden_size, torch.float64, num_layers=layers,
+                          bidirectional=bidirectional)
+    return ref, ours.float()
+
+
+def forward_backward(module, x, dtype, hx=None, lengths=None):
+    x = x.to(dtype).clone().requires_grad_()
+    hx = None if hx is None else tuple(t.to(dtype).clone().requires_grad_() for t in hx)
+    inp = x if lengths is None else pack_padded_sequence(x, lengths, enforce_sorted=False)
+    out, (h_n, c_n) = module(inp, hx)
+    loss_of(out, h_n, c_n).backward()
+    grads = [x.grad] + ([] if hx is None else [h.grad for h in hx])
+    grads += [p.grad for p in module.parameters()]
+    data = out.data if isinstance(out, nn.utils.rnn.PackedSequence) else out
+    return [data, h_n, c_n] + grads
+
+
+def assert_matches(ours, ref, what):
+    assert len(ours) == len(ref)
+    for i, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        assert a.shape == b.shape, f"{what}[{i}]: shape {a.shape} vs {b.shape}"
+        assert_close_scaled(a, b, REL, f"{what}[{i}]")
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "T{}-B{}-I{}-H{}-L{}-{}".format(
+    *s[:5], "bi" if s[5] else "uni"))
+def test_fused_kernels_match_nn_lstm(shape, num_threads):
+    steps, batch, input_size, hidden, layers, bidirectional = shape
+    ref, ours = pair(input_size, hidden, layers, bidirectional)
+    x = torch.randn(steps, batch, input_size, dtype=torch.float64)
+    directions = 2 if bidirectional else 1
+    hx = (torch.randn(layers * directions, batch, hidden, dtype=torch.float64),
+          torch.randn(layers * directions, batch, hidden, dtype=torch.float64))
+    with threads(num_threads):
+        got = forward_backward(ours, x, torch.float32, hx)
+        again = forward_backward(ours.zero_grad() or ours, x, torch.float32, hx)
+    assert_matches(got, forward_backward(ref, x, torch.float64, hx), "fused vs nn.LSTM")
+    for a, b in zip(got, again, strict=True):
+        assert torch.equal(a, b), "two runs with the same thread count differ"
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_fused_kernels_packed(bidirectional, num_threads):
+    # Rows leave the batch (forward direction) and join it (reverse direction), unsorted.
+    ref, ours = pair(6, 37, 2, bidirectional)
+    lengths = torch.tensor([3, 9, 1, 6, 9, 4])
+    x = torch.randn(9, 6, 6, dtype=torch.float64)
+    with threads(num_threads):
+        got = forward_backward(ours, x, torch.float32, lengths=lengths)
+    assert_matches(got, forward_backward(ref, x, torch.float64, lengths=lengths), "packed")
+
+
+def test_weights_changed_in_place_between_calls():
+    ref, ours = pair(5, 20, 1, False)
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    forward_backward(ours, x, torch.float32)
+    with torch.no_grad():
+        for mine, theirs in zip(ours.parameters(), ref.parameters(), strict=True):
+            noise = torch.randn_like(theirs) * 0.5
+            theirs.add_(noise)
+            mine.add_(noise.float())
+    ours.zero_grad()
+    assert_matches(forward_backward(ours, x, torch.float32),
+                   forward_backward(ref, x, torch.float64), "after an in-place update")
