@@ -97,8 +97,11 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
   if (forced == "gemm" || aten_gemms_only()) return false;
   if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return false;
   if (forced == "fused") return true;
-  const bool small_weight = w_hh.numel() * 4 <= kFusedStepMaxWeightBytes;
-  return max_rows <= kFusedStepAlwaysRows || (max_rows <= kFusedStepMaxRows && small_weight);
+  const int64_t weight_bytes = w_hh.numel() * 4;
+  return max_rows <= kFusedStepAlwaysRows ||
+         (max_rows <= kFusedStepSmallWeightMaxRows &&
+          weight_bytes <= kFusedStepSmallWeightBytes) ||
+         (max_rows <= kFusedStepMaxRows && weight_bytes <= kFusedStepMaxWeightBytes);
 }
 
 int64_t slices_for(int64_t macs_per_step, int64_t blocks) {

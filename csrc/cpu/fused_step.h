@@ -18,12 +18,16 @@
 
 namespace fusedlstm::cpu {
 
-// When the fused step beats a GEMM call per step here (measured with FUSEDLSTM_CPU_STEP, T=100,
-// 2 threads): always up to 4 rows; up to 16 rows while W_hh fits in L2 (1.6-1.8x faster at
-// B=8, H=128/256; even at B=16, H=256); beyond that, or with a larger W_hh, oneDNN's GEMM wins.
+// When the fused steps beat a GEMM call per step here (measured with FUSEDLSTM_CPU_STEP, T=100,
+// 2 threads, inference and training): always up to 4 rows; up to 64 rows with a W_hh of 1 MiB or
+// less (H <= 256: 1.4-3x faster at B=32, H=64-256, still 5-8% at B=64, H=256); up to 32 rows
+// with W_hh up to 4 MiB (H=512: 6-10% faster at B=32, 5% slower in training at B=64). Beyond
+// that, or with a larger W_hh (H=1024: 17% slower in training at B=16), oneDNN's GEMM wins.
 constexpr int64_t kFusedStepAlwaysRows = 4;
-constexpr int64_t kFusedStepMaxRows = 16;
-constexpr int64_t kFusedStepMaxWeightBytes = int64_t{2} << 20;
+constexpr int64_t kFusedStepSmallWeightBytes = int64_t{1} << 20;
+constexpr int64_t kFusedStepSmallWeightMaxRows = 64;
+constexpr int64_t kFusedStepMaxWeightBytes = int64_t{4} << 20;
+constexpr int64_t kFusedStepMaxRows = 32;
 
 // Multiply-accumulates per step that one more thread must get to repay the wait for the other
 // slices at every step (see slices_for).
