@@ -46,7 +46,10 @@ CELL_SHAPES = [Shape("cell-B64-H512", 1, 64, 512, 512), Shape("cell-B1-H128", 1,
 
 MODES = ("inference", "training")  # no_grad forward; forward + backward
 
-LAYER_IMPLS = ("fused", "nn", "nn_native", "nn_cell_loop", "fused_cell_loop")
+MODULE_IMPLS = ("fused", "nn", "nn_native", "nn_cell_loop", "fused_cell_loop")
+# GEMMs only, no LSTM: the roofline columns (see GemmRoofline)
+ROOFLINE_IMPLS = ("mm_roofline", "onednn_roofline")
+LAYER_IMPLS = MODULE_IMPLS + ROOFLINE_IMPLS
 CELL_IMPLS = ("fused_cell", "nn_cell")
 BASELINE = {"fused": "nn", "fused_cell": "nn_cell"}
 
@@ -100,6 +103,58 @@ class CellLoop(nn.Module):
         return x
 
 
+def lstm_gemms(s: Shape, mode: str) -> list[tuple[int, int, int, int]]:
+    """(m, k, n, count): every matrix product an LSTM of this shape needs, at its shape. Per layer
+    and direction: the input projection of all steps and one recurrent product per step; training
+    adds one recurrent product per step backward, the weight gradients over all steps, and the
+    input gradient of every layer but the first (the benchmark input needs no gradient)."""
+    directions = 2 if s.bidirectional else 1
+    gates, rows = 4 * s.H, s.T * s.B
+    gemms = []
+    for layer in range(s.layers):
+        inner = s.I if layer == 0 else s.H * directions
+        for _ in range(directions):
+            gemms += [(rows, inner, gates, 1), (s.B, s.H, gates, s.T)]
+            if mode == "training":
+                gemms += [(s.B, gates, s.H, s.T), (gates, rows, inner, 1), (gates, rows, s.H, 1)]
+                if layer > 0:
+                    gemms.append((rows, gates, inner, 1))
+    return gemms
+
+
+class GemmRoofline:
+    """The roofline columns: the same GEMM FLOPs as the LSTM (lstm_gemms), each product into a
+    preallocated output and nothing else: no gate math, no allocation. `mm_roofline` runs them as
+    torch.mm (ATen's GEMM: MKL on the CPU, cuBLAS on the GPU); `onednn_roofline` as oneDNN's
+    inner product (mkldnn._linear_pointwise, CPU), which is 2x faster than MKL on AMD CPUs. How
+    far an implementation is from the time of its GEMMs alone."""
+
+    def __init__(self, s: Shape, mode: str, device: str, dtype: torch.dtype, onednn: bool):
+        def make(*shape):
+            return torch.randn(*shape, device=device, dtype=dtype)
+
+        self.onednn = onednn
+        # oneDNN computes x w^T: keep b as (n, k)
+        self.products = [(make(m, k), make(n, k) if onednn else make(k, n),
+                          torch.empty(m, n, device=device, dtype=dtype), count)
+                         for m, k, n, count in lstm_gemms(s, mode)]
+
+    def __call__(self) -> torch.Tensor:
+        linear = torch.ops.mkldnn._linear_pointwise
+        with torch.no_grad():
+            for a, b, out, count in self.products:
+                for _ in range(count):
+                    if self.onednn:
+                        out = linear(a, b, None, "none", [], "")
+                    else:
+                        torch.mm(a, b, out=out)
+        return out
+
+
+def roofline_available(impl: str, device: str) -> bool:
+    return impl != "onednn_roofline" or (device == "cpu" and torch.backends.mkldnn.is_available())
+
+
 @dataclass
 class Case:
     shape: Shape
@@ -149,9 +204,11 @@ def build_runners(case: Case, impls: tuple[str, ...]) -> dict[str, Callable[[], 
 
             return run
 
-        call = {name: call_module(name, modules[name]) for name in impls}
+        call = {name: call_module(name, modules[name]) for name in impls if name in modules}
 
     def runner(name):
+        if name in ROOFLINE_IMPLS:
+            return GemmRoofline(s, case.mode, device, dtype, onednn=name == "onednn_roofline")
         module, forward = modules[name], call[name]
         if case.mode == "inference":
             def run():

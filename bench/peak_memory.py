@@ -25,8 +25,8 @@ from cases import (  # noqa: E402  # noqa: E402
     CELL_SHAPES,
     GPU_SHAPES,
     H_SWEEP,
-    LAYER_IMPLS,
     MAIN_SHAPES,
+    MODULE_IMPLS,
     Case,
     build_runners,
 )
@@ -41,7 +41,7 @@ def main() -> None:
     shape_name, impl, device, dtype_name = sys.argv[1:5]
     shape = next(s for s in MAIN_SHAPES + H_SWEEP + B_SWEEP + GPU_SHAPES + CELL_SHAPES
                  if s.name == shape_name)
-    impls = CELL_IMPLS if impl in CELL_IMPLS else LAYER_IMPLS
+    impls = CELL_IMPLS if impl in CELL_IMPLS else MODULE_IMPLS
     case = Case(shape, "training", device, getattr(torch, dtype_name))
     run = build_runners(case, impls)[impl]
     run()

@@ -21,10 +21,13 @@ from cases import (  # noqa: E402
     LAYER_IMPLS,
     MAIN_SHAPES,
     MODES,
+    MODULE_IMPLS,
+    ROOFLINE_IMPLS,
     Case,
     build_runners,
     environment,
     parity,
+    roofline_available,
     shapes_for,
 )
 from timing import interleaved  # noqa: E402
@@ -35,15 +38,17 @@ RESULTS = Path(__file__).parent / "results"
 def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
     dtypes = [torch.float32] + ([torch.float16, torch.bfloat16] if device == "cuda" else [])
     cases = []
+    layer_impls = tuple(i for i in LAYER_IMPLS if roofline_available(i, device))
     for dtype in dtypes:
         for shape in shapes_for(device, quick):
             for mode in MODES:
-                cases.append((Case(shape, mode, device, dtype), LAYER_IMPLS))
+                cases.append((Case(shape, mode, device, dtype), layer_impls))
     if device == "cpu" and not quick:
         # bfloat16 on the CPU: fused vs nn.LSTM, on the two large main shapes
         for shape in MAIN_SHAPES[:2]:
             for mode in MODES:
-                cases.append((Case(shape, mode, device, torch.bfloat16), ("fused", "nn")))
+                cases.append((Case(shape, mode, device, torch.bfloat16),
+                              ("fused", "nn", *ROOFLINE_IMPLS)))
     for shape in CELL_SHAPES:
         for mode in MODES:
             cases.append((Case(shape, mode, device, torch.float32), CELL_IMPLS))
@@ -96,7 +101,7 @@ def main() -> None:
     if not args.no_memory:
         memory_shapes = MAIN_SHAPES[:1] if args.quick else MAIN_SHAPES
         jobs = [(Case(s, "training", args.device, torch.float32), impl)
-                for s in memory_shapes for impl in LAYER_IMPLS]
+                for s in memory_shapes for impl in MODULE_IMPLS]
         for index, (case, impl) in enumerate(jobs, 1):
             print(f"[memory {index}/{len(jobs)}] {case.shape.name} {impl}", flush=True)
             memory.append({"shape": case.shape.name, "label": case.shape.label, "impl": impl,

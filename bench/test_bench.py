@@ -16,10 +16,12 @@ from cases import (
     Case,
     build_runners,
     environment,
+    roofline_available,
 )
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-LAYER_CASES = [(s, m, i) for s in MAIN_SHAPES for m in MODES for i in LAYER_IMPLS]
+LAYER_CASES = [(s, m, i) for s in MAIN_SHAPES for m in MODES for i in LAYER_IMPLS
+               if roofline_available(i, DEVICE)]
 CELL_CASES = [(s, m, i) for s in CELL_SHAPES for m in MODES for i in CELL_IMPLS]
 
 
@@ -42,7 +44,7 @@ def bench_case(benchmark, shape, mode, impl, impls):
 @pytest.mark.parametrize("shape,mode,impl", LAYER_CASES,
                          ids=[f"{s.name}-{m}-{i}" for s, m, i in LAYER_CASES])
 def test_layer(benchmark, shape, mode, impl):
-    bench_case(benchmark, shape, mode, impl, LAYER_IMPLS)
+    bench_case(benchmark, shape, mode, impl, (impl,))
 
 
 @pytest.mark.parametrize("shape,mode,impl", CELL_CASES,
