@@ -41,3 +41,17 @@ def test_parity_suite_on_other_cpu_capabilities(capability):
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
                         "test_cell_parity.py", "test_activations.py", "test_cpu_kernels.py",
                         "-k", "not compile and not 2_pow_31"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["fused", "gemm"])
+@pytest.mark.parametrize("chunk_steps", ["1", "3"])
+def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
+    # The backward takes its input and weight gradients chunk by chunk (~8 MiB of gate gradients
+    # each); the suite's shapes fit in one chunk, so force chunks of 1 and 3 steps: carrying dL/dh
+    # across chunk boundaries, h_{t-1} rows per chunk (packed rows joining and leaving), sums of
+    # weight gradients over chunks, in both step strategies.
+    run_suite_with_env({"FUSEDLSTM_BACKWARD_CHUNK_STEPS": chunk_steps,
+                        "FUSEDLSTM_CPU_STEP": strategy},
+                       ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
+                        "test_cpu_kernels.py", "-k", "not compile and not 2_pow_31"])

@@ -20,6 +20,7 @@
 #include <fusedlstm/step_schedule.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <tuple>
 #include <vector>
 
@@ -41,9 +42,6 @@ inline WeightShapes check_layer(const at::Tensor& input, const at::Tensor& h0,
   return shape;
 }
 
-// Row index, into the rows of [per_step; initial], of the state each row of each step started
-// from: the same row of the previous step in processing order, or the initial state when the row
-// had no previous step (packed rows joining the batch).
 // The step processed just before step t, and how many of step t's rows (the first ones) carry
 // on from it; the others start from the initial state. prev is -1 when there is none.
 struct PreviousStep {
@@ -57,42 +55,63 @@ inline PreviousStep previous_step(const StepSchedule& s, int64_t t, bool reverse
   return {prev, std::min(s.rows[t], s.rows[prev])};
 }
 
-inline at::Tensor previous_row_index(const StepSchedule& s, bool reverse) {
-  at::Tensor index = at::empty({s.total_rows}, at::kLong);
-  int64_t* out = index.data_ptr<int64_t>();
-  for (int64_t t = 0; t < s.steps; ++t) {
+// h_{t-1} of the rows [lo, hi) of the flat buffers (whole steps), for dL/dW_hh: each row's
+// previous step's output row, or its h0 row where it started at its step. Padded input (and any
+// run of steps where every row continues) is a shifted view of `output`; otherwise it is gathered.
+inline at::Tensor previous_h_rows(const StepSchedule& s, bool reverse, const at::Tensor& output,
+                                  const at::Tensor& h0, int64_t lo, int64_t hi) {
+  bool shifted = true;
+  int64_t delta = 0;
+  for (int64_t t = 0; t < s.steps && shifted; ++t) {
+    if (s.row_offset[t] < lo || s.row_offset[t] >= hi) continue;
     const PreviousStep p = previous_step(s, t, reverse);
-    for (int64_t b = 0; b < s.rows[t]; ++b) {
-      out[s.row_offset[t] + b] =
-          b < p.continuing ? s.row_offset[p.prev] + b : s.total_rows + b;
+    const int64_t d = p.prev < 0 ? 0 : s.row_offset[p.prev] - s.row_offset[t];
+    shifted = p.prev >= 0 && p.continuing == s.rows[t] && (delta == 0 || d == delta);
+    delta = d;
+  }
+  if (shifted) return output.narrow(0, lo + delta, hi - lo);
+  at::Tensor rows = at::empty({hi - lo, output.size(1)}, output.options());
+  for (int64_t t = 0; t < s.steps; ++t) {
+    if (s.row_offset[t] < lo || s.row_offset[t] >= hi) continue;
+    const PreviousStep p = previous_step(s, t, reverse);
+    const int64_t at = s.row_offset[t] - lo;
+    if (p.continuing > 0) {
+      rows.narrow(0, at, p.continuing).copy_(output.narrow(0, s.row_offset[p.prev], p.continuing));
+    }
+    if (s.rows[t] > p.continuing) {
+      rows.narrow(0, at + p.continuing, s.rows[t] - p.continuing)
+          .copy_(h0.narrow(0, p.continuing, s.rows[t] - p.continuing));
     }
   }
-  return index;
+  return rows;
 }
 
-// dL/dW_hh = sum over steps of dgates_t^T h_{t-1}, as few large GEMMs. Padded input: h_{t-1} is
-// the previous step's output (a shifted view, no copy) except at the first step processed, which
-// starts from h0. Packed input: rows join and leave the batch, so h_{t-1} is gathered with an
-// index built on the host.
-template <class Backend>
-at::Tensor recurrent_weight_grad(const at::Tensor& grad_gates, const at::Tensor& output,
-                                 const at::Tensor& h0, const StepSchedule& s, bool packed,
-                                 bool reverse) {
-  if (packed) {
-    const at::Tensor index = previous_row_index(s, reverse).to(output.device());
-    const at::Tensor h_prev = at::index_select(at::cat({output, h0}), 0, index);
-    return Backend::matmul_tn(grad_gates, h_prev);
+// Adds `part` into the running sum `total` (defined by the first part). Reduced-precision sums
+// are kept in float32 and rounded once at the end (see finish_sum).
+inline void accumulate(at::Tensor& total, const at::Tensor& part) {
+  if (!total.defined()) {
+    total = at::isReducedFloatingType(part.scalar_type()) ? part.to(at::kFloat) : part;
+  } else {
+    total.add_(part);
   }
-  const int64_t B = s.batch;
-  const int64_t later = s.total_rows - B;  // rows of every step but the first processed
-  const int64_t first = reverse ? later : 0;
-  at::Tensor grad = Backend::matmul_tn(grad_gates.narrow(0, first, B), h0);
-  if (later > 0) {
-    const at::Tensor gates_rows = grad_gates.narrow(0, reverse ? 0 : B, later);
-    const at::Tensor prev_rows = output.narrow(0, reverse ? B : 0, later);
-    grad = grad + Backend::matmul_tn(gates_rows, prev_rows);
-  }
-  return grad;
+}
+
+inline at::Tensor finish_sum(const at::Tensor& total, at::ScalarType dtype) {
+  return total.scalar_type() == dtype ? total : total.to(dtype);
+}
+
+// Steps per backward chunk: the gate gradients of a chunk (and the weight-gradient GEMMs on
+// them) are kept ~8 MiB, so the backward never holds a (T*B, 4H) gradient buffer.
+// FUSEDLSTM_BACKWARD_CHUNK_STEPS=k forces k (a test switch: small shapes fit in one chunk).
+inline int64_t backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row, size_t elem) {
+  static const int64_t forced = [] {
+    const char* env = std::getenv("FUSEDLSTM_BACKWARD_CHUNK_STEPS");
+    return env == nullptr ? int64_t{0} : static_cast<int64_t>(std::atoll(env));
+  }();
+  if (forced > 0) return std::min(forced, s.steps);
+  constexpr int64_t kChunkBytes = int64_t{8} << 20;
+  const int64_t per_step = std::max<int64_t>(1, s.batch) * gates_per_row * static_cast<int64_t>(elem);
+  return std::clamp<int64_t>(kChunkBytes / per_step, 1, s.steps);
 }
 
 inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
@@ -265,115 +284,153 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   check_state(grad_c_n, s.batch, H, input, op, "grad_c_n");
 
   const at::Tensor x = input.reshape({N, shape.input_size});
-  const at::Tensor grad_out = grad_output.reshape({N, P}).contiguous();
+  const at::Tensor grad_out = grad_output.reshape({N, P});  // may be expanded (stride 0)
   const at::Tensor saved_gates = gates.reshape({N, G}).contiguous();
   const at::Tensor saved_cells = cells.reshape({N, H}).contiguous();
   const at::Tensor c_initial = c0.contiguous();
+  const at::Tensor out_rows = output.reshape({N, P});
 
-  at::Tensor grad_gates = at::empty({N, G}, options);
+  // The steps run in chunks (in processing order) of ~8 MiB of gate gradients. After a chunk,
+  // its rows' contributions to the input and weight gradients are taken as a few large GEMMs
+  // and the chunk's buffers are reused: no (T*B, 4H) buffer, and the weight gradients are sums
+  // over chunks in a fixed order (deterministic).
+  const int64_t chunk = layer_detail::backward_chunk_steps(s, G, input.element_size());
+  const int64_t chunks = (s.steps + chunk - 1) / chunk;
+  const int64_t max_chunk_rows = std::min(N, chunk * s.batch);
+  at::Tensor grad_gates = at::empty({max_chunk_rows, G}, options);
+  at::Tensor grad_h_chunk = has_proj ? at::empty({max_chunk_rows, P}, options) : at::Tensor();
   at::Tensor grad_h_state = grad_h_n.contiguous().clone();
   at::Tensor grad_c_state = grad_c_n.contiguous().clone();
-  at::Tensor grad_h_all = has_proj ? at::empty({N, P}, options) : at::Tensor();
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  // The fused backward (where the back-end has one) runs every step in one call; the step GEMM
-  // then only gives h0 its gradient, once.
+  const auto skipped = [&] { return at::empty({0}, options); };
+  at::Tensor grad_input = need_input_grad ? at::empty({N, shape.input_size}, options) : skipped();
+  at::Tensor grad_w_ih, grad_w_hh, grad_bias, grad_w_hr;
+
+  // The fused backward (where the back-end has one) runs a chunk's steps in one call; the step
+  // GEMM then only carries dL/dh across chunk boundaries (and into h0), once per chunk.
   const typename Backend::FusedBackward fused(w_hh, s.batch, has_proj ? 0 : s.steps);
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch,
-                                             fused.active() ? 1 : s.steps);
+                                             fused.active() ? chunks : s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/false,
                                               s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
-  const char* grad_out_base = static_cast<const char*>(grad_out.const_data_ptr());
   const char* gates_base = static_cast<const char*>(saved_gates.const_data_ptr());
   const char* cells_base = static_cast<const char*>(saved_cells.const_data_ptr());
   const char* c0_base = static_cast<const char*>(c_initial.const_data_ptr());
-  char* grad_gates_base = static_cast<char*>(grad_gates.data_ptr());
   std::vector<RecurrentBackwardStep> fused_steps;
 
-  for (int64_t i = s.steps - 1; i >= 0; --i) {
-    const int64_t t = layer_detail::step_at(s, i, reverse);
-    const int64_t rows = s.rows[t];
-    const int64_t offset = s.row_offset[t];
-    at::Tensor step_grad_h_state = grad_h_state.narrow(0, 0, rows);
-    const void* grad_h = grad_out_base + offset * P * elem;
-    const void* grad_h_extra = step_grad_h_state.const_data_ptr();
-    if (has_proj) {
-      at::Tensor step_grad_h = grad_h_all.narrow(0, offset, rows);
-      at::add_out(step_grad_h, grad_out.narrow(0, offset, rows), step_grad_h_state);
-      at::Tensor step_grad_m = grad_m_step.narrow(0, 0, rows);
-      projection(step_grad_m, step_grad_h, /*accumulate=*/false);
-      grad_h = grad_m_step.const_data_ptr();
-      grad_h_extra = nullptr;
-    }
-    // c_{t-1} of the rows that continue from the previous step is that step's saved c; rows
-    // that start here (all of them at the first step; packed rows joining in reverse) use c0.
-    const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
-    const int64_t continuing = previous.continuing;
-    const int64_t grad_h_stride = has_proj ? H : P;
-    auto rows_args = [&](int64_t first, int64_t count, const char* c_prev) {
-      const char* grad_h_rows = static_cast<const char*>(grad_h) + first * grad_h_stride * elem;
-      const char* extra_rows =
-          grad_h_extra ? static_cast<const char*>(grad_h_extra) + first * P * elem : nullptr;
-      char* grad_c_rows = static_cast<char*>(grad_c_state.data_ptr()) + first * H * elem;
-      const int64_t row = offset + first;
-      return PointwiseBackwardArgs{
-          input.scalar_type(), count, H, grad_h_rows, grad_h_stride, extra_rows, P, grad_c_rows,
-          grad_c_rows, gates_base + row * G * elem, cells_base + row * H * elem, c_prev,
-          grad_gates_base + row * G * elem};
-    };
-    const PointwiseBackwardArgs continuing_rows = rows_args(
-        0, continuing, continuing ? cells_base + s.row_offset[previous.prev] * H * elem : nullptr);
-    const PointwiseBackwardArgs starting_rows =
-        rows_args(continuing, rows - continuing, c0_base + continuing * H * elem);
-    if (fused.active()) {
-      // dL/dh_t of this step's rows comes from the step processed just before (t + 1 going
-      // forward in time): its gate gradients times W_hh, computed inside the fused step.
-      RecurrentBackwardStep step{nullptr, 0, grad_h_state.data_ptr(), continuing_rows,
-                                 starting_rows};
-      if (i + 1 < s.steps) {
-        const int64_t later = layer_detail::step_at(s, i + 1, reverse);
-        step.grad_gates_next = grad_gates_base + s.row_offset[later] * G * elem;
-        step.gemm_rows = s.rows[later];
+  for (int64_t end = s.steps; end > 0; end -= chunk) {
+    const int64_t begin = std::max<int64_t>(0, end - chunk);
+    const int64_t t_a = layer_detail::step_at(s, begin, reverse);
+    const int64_t t_b = layer_detail::step_at(s, end - 1, reverse);
+    const int64_t row_lo = s.row_offset[std::min(t_a, t_b)];
+    const int64_t row_hi = s.row_offset[std::max(t_a, t_b)] + s.rows[std::max(t_a, t_b)];
+    const int64_t n = row_hi - row_lo;
+    const at::Tensor chunk_grad_out = grad_out.narrow(0, row_lo, n).contiguous();
+    const char* grad_out_base = static_cast<const char*>(chunk_grad_out.const_data_ptr());
+    char* grad_gates_base = static_cast<char*>(grad_gates.data_ptr());
+    fused_steps.clear();
+
+    for (int64_t i = end - 1; i >= begin; --i) {
+      const int64_t t = layer_detail::step_at(s, i, reverse);
+      const int64_t rows = s.rows[t];
+      const int64_t offset = s.row_offset[t];
+      const int64_t local = offset - row_lo;  // the step's first row in the chunk buffers
+      at::Tensor step_grad_h_state = grad_h_state.narrow(0, 0, rows);
+      const void* grad_h = grad_out_base + local * P * elem;
+      const void* grad_h_extra = step_grad_h_state.const_data_ptr();
+      if (has_proj) {
+        at::Tensor step_grad_h = grad_h_chunk.narrow(0, local, rows);
+        at::add_out(step_grad_h, chunk_grad_out.narrow(0, local, rows), step_grad_h_state);
+        at::Tensor step_grad_m = grad_m_step.narrow(0, 0, rows);
+        projection(step_grad_m, step_grad_h, /*accumulate=*/false);
+        grad_h = grad_m_step.const_data_ptr();
+        grad_h_extra = nullptr;
       }
-      fused_steps.push_back(step);
-      continue;
+      // c_{t-1} of the rows that continue from the previous step is that step's saved c; rows
+      // that start here (all of them at the first step; packed rows joining in reverse) use c0.
+      const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
+      const int64_t continuing = previous.continuing;
+      const int64_t grad_h_stride = has_proj ? H : P;
+      auto rows_args = [&](int64_t first, int64_t count, const char* c_prev) {
+        const char* grad_h_rows = static_cast<const char*>(grad_h) + first * grad_h_stride * elem;
+        const char* extra_rows =
+            grad_h_extra ? static_cast<const char*>(grad_h_extra) + first * P * elem : nullptr;
+        char* grad_c_rows = static_cast<char*>(grad_c_state.data_ptr()) + first * H * elem;
+        const int64_t row = offset + first;
+        return PointwiseBackwardArgs{
+            input.scalar_type(), count, H, grad_h_rows, grad_h_stride, extra_rows, P,
+            grad_c_rows, grad_c_rows, gates_base + row * G * elem, cells_base + row * H * elem,
+            c_prev, grad_gates_base + (local + first) * G * elem};
+      };
+      const PointwiseBackwardArgs continuing_rows = rows_args(
+          0, continuing,
+          continuing ? cells_base + s.row_offset[previous.prev] * H * elem : nullptr);
+      const PointwiseBackwardArgs starting_rows =
+          rows_args(continuing, rows - continuing, c0_base + continuing * H * elem);
+      if (fused.active()) {
+        // dL/dh_t of this step's rows comes from the step processed just before (t + 1 going
+        // forward in time): its gate gradients times W_hh, inside the fused step; at a chunk's
+        // first step it is already in grad_h_state (carried below).
+        RecurrentBackwardStep step{nullptr, 0, grad_h_state.data_ptr(), continuing_rows,
+                                   starting_rows};
+        if (i + 1 < end) {
+          const int64_t later = layer_detail::step_at(s, i + 1, reverse);
+          step.grad_gates_next = grad_gates_base + (s.row_offset[later] - row_lo) * G * elem;
+          step.gemm_rows = s.rows[later];
+        }
+        fused_steps.push_back(step);
+        continue;
+      }
+      if (continuing_rows.rows > 0) Backend::backward(continuing_rows);
+      if (starting_rows.rows > 0) Backend::backward(starting_rows);
+      recurrent(step_grad_h_state, grad_gates.narrow(0, local, rows), /*accumulate=*/false);
     }
-    if (continuing_rows.rows > 0) Backend::backward(continuing_rows);
-    if (starting_rows.rows > 0) Backend::backward(starting_rows);
-    recurrent(step_grad_h_state, grad_gates.narrow(0, offset, rows), /*accumulate=*/false);
-  }
-  if (fused.active()) {
-    fused.backward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
-    // dL/dh0: the gate gradients of the last step processed, times W_hh.
-    const int64_t first = layer_detail::step_at(s, 0, reverse);
-    at::Tensor first_grad_h = grad_h_state.narrow(0, 0, s.rows[first]);
-    recurrent(first_grad_h, grad_gates.narrow(0, s.row_offset[first], s.rows[first]),
-              /*accumulate=*/false);
+    if (fused.active()) {
+      fused.backward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
+      // Carry dL/dh of the chunk's last step processed into the next chunk (or into h0).
+      const int64_t last = layer_detail::step_at(s, begin, reverse);
+      at::Tensor last_grad_h = grad_h_state.narrow(0, 0, s.rows[last]);
+      recurrent(last_grad_h, grad_gates.narrow(0, s.row_offset[last] - row_lo, s.rows[last]),
+                /*accumulate=*/false);
+    }
+
+    const at::Tensor chunk_grad_gates = grad_gates.narrow(0, 0, n);
+    if (need_input_grad) {
+      grad_input.narrow(0, row_lo, n).copy_(Backend::matmul(chunk_grad_gates, w_ih));
+    }
+    if (need_weight_grads) {
+      layer_detail::accumulate(grad_w_ih,
+                               Backend::matmul_tn(chunk_grad_gates, x.narrow(0, row_lo, n)));
+      layer_detail::accumulate(
+          grad_w_hh, Backend::matmul_tn(chunk_grad_gates, layer_detail::previous_h_rows(
+                                                              s, reverse, out_rows, h0, row_lo,
+                                                              row_hi)));
+      layer_detail::accumulate(grad_bias, chunk_grad_gates.sum(0));
+      if (has_proj) {
+        const at::Tensor m = saved_gates.narrow(0, row_lo, n).narrow(1, 3 * H, H) *
+                             at::tanh(saved_cells.narrow(0, row_lo, n));
+        layer_detail::accumulate(grad_w_hr, Backend::matmul_tn(grad_h_chunk.narrow(0, 0, n), m));
+      }
+    }
   }
 
-  // Outputs must not alias one another, so each skipped gradient is its own empty tensor.
-  const auto skipped = [&] { return at::empty({0}, options); };
-  at::Tensor grad_input = skipped();
   if (need_input_grad) {
     std::vector<int64_t> input_shape(input.sizes().begin(), input.sizes().end());
-    grad_input = Backend::matmul(grad_gates, w_ih).view(input_shape);
+    grad_input = grad_input.view(input_shape);
   }
+  // Outputs must not alias one another, so each skipped gradient is its own empty tensor.
   if (!need_weight_grads) {
     return {grad_input, grad_h_state, grad_c_state, skipped(), skipped(), skipped(), skipped()};
   }
-  at::Tensor grad_w_hr = skipped();
-  if (has_proj) {
-    const at::Tensor m = saved_gates.narrow(1, 3 * H, H) * at::tanh(saved_cells);
-    grad_w_hr = Backend::matmul_tn(grad_h_all, m);
-  }
+  const at::ScalarType dtype = input.scalar_type();
   return {grad_input,
           grad_h_state,
           grad_c_state,
-          Backend::matmul_tn(grad_gates, x),
-          layer_detail::recurrent_weight_grad<Backend>(grad_gates, output.reshape({N, P}), h0, s,
-                                                       batch_sizes.has_value(), reverse),
-          grad_gates.sum(0),
-          grad_w_hr};
+          layer_detail::finish_sum(grad_w_ih, dtype),
+          layer_detail::finish_sum(grad_w_hh, dtype),
+          layer_detail::finish_sum(grad_bias, dtype),
+          has_proj ? layer_detail::finish_sum(grad_w_hr, dtype) : skipped()};
 }
 
 }  // namespace fusedlstm
