@@ -304,7 +304,7 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
   const auto skipped = [&] { return at::empty({0}, options); };
   at::Tensor grad_input = need_input_grad ? at::empty({N, shape.input_size}, options) : skipped();
-  at::Tensor grad_w_ih, grad_w_hh, grad_bias, grad_w_hr;
+  at::Tensor grad_w_ih_t, grad_w_hh_t, grad_bias, grad_w_hr;
 
   // The fused backward (where the back-end has one) runs a chunk's steps in one call; the step
   // GEMM then only carries dL/dh across chunk boundaries (and into h0), once per chunk.
@@ -400,12 +400,15 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       grad_input.narrow(0, row_lo, n).copy_(Backend::matmul(chunk_grad_gates, w_ih));
     }
     if (need_weight_grads) {
-      layer_detail::accumulate(grad_w_ih,
-                               Backend::matmul_tn(chunk_grad_gates, x.narrow(0, row_lo, n)));
+      // dW^T = rows^T dgates per chunk (the layer input / h_{t-1} rows are the smaller operand,
+      // see matmul_tn), transposed once after the last chunk.
+      layer_detail::accumulate(grad_w_ih_t,
+                               Backend::matmul_tn(x.narrow(0, row_lo, n), chunk_grad_gates));
       layer_detail::accumulate(
-          grad_w_hh, Backend::matmul_tn(chunk_grad_gates, layer_detail::previous_h_rows(
-                                                              s, reverse, out_rows, h0, row_lo,
-                                                              row_hi)));
+          grad_w_hh_t,
+          Backend::matmul_tn(
+              layer_detail::previous_h_rows(s, reverse, out_rows, h0, row_lo, row_hi),
+              chunk_grad_gates));
       layer_detail::accumulate(grad_bias, chunk_grad_gates.sum(0));
       if (has_proj) {
         const at::Tensor m = saved_gates.narrow(0, row_lo, n).narrow(1, 3 * H, H) *
@@ -427,8 +430,8 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   return {grad_input,
           grad_h_state,
           grad_c_state,
-          layer_detail::finish_sum(grad_w_ih, dtype),
-          layer_detail::finish_sum(grad_w_hh, dtype),
+          layer_detail::finish_sum(grad_w_ih_t.t().contiguous(), dtype),
+          layer_detail::finish_sum(grad_w_hh_t.t().contiguous(), dtype),
           layer_detail::finish_sum(grad_bias, dtype),
           has_proj ? layer_detail::finish_sum(grad_w_hr, dtype) : skipped()};
 }
