@@ -85,4 +85,9 @@ at::Tensor CpuStepGemm::add_to(at::Tensor& out, const at::Tensor& in) const {
   return at::Tensor();
 }
 
+at::Tensor CpuStepGemm::product(const at::Tensor& in, const at::Tensor& bias) const {
+  if (onednn_weight_.defined()) return onednn_linear(in, onednn_weight_, bias);
+  return aten_.product(in, bias);
+}
+
 }  // namespace fusedlstm::cpu

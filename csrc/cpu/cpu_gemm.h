@@ -33,6 +33,7 @@ class CpuStepGemm {
   CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows, int64_t calls);
   void operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const;
   at::Tensor add_to(at::Tensor& out, const at::Tensor& in) const;  // as AtenStepGemm::add_to
+  at::Tensor product(const at::Tensor& in, const at::Tensor& bias) const;  // as AtenStepGemm
 
  private:
   AtenStepGemm aten_;

@@ -2,7 +2,8 @@
 //   Backend::linear(x, w, bias)   x w^T + bias   (the input projection of all steps)
 //   Backend::matmul(a, b)         a b            (the backward's input gradient)
 //   Backend::matmul_tn(a, b)      a^T b          (the backward's weight gradients)
-//   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM)
+//   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM;
+//                                 also the input projection of each chunk of steps)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
 //                                 back-end has one (active() says whether it applies)
 //   Backend::FusedBackward        the same for the backward step
@@ -57,6 +58,12 @@ class AtenStepGemm {
   at::Tensor add_to(at::Tensor& out, const at::Tensor& in) const {
     (*this)(out, in, /*accumulate=*/true);
     return at::Tensor();
+  }
+
+  // in . op(W) + bias (bias may be undefined) as a new tensor: the input projection of each
+  // chunk of steps.
+  at::Tensor product(const at::Tensor& in, const at::Tensor& bias) const {
+    return bias.defined() ? at::addmm(bias, in, rhs_) : at::mm(in, rhs_);
   }
 
  private:

@@ -172,6 +172,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   // activated gates are saved in the same buffer), so one chunk covers the sequence; inference
   // keeps none, so it projects a few steps at a time into a buffer that stays in cache.
   const int64_t chunk = train ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
+  // One product per chunk with the same W_ih: worth packing W_ih once when there are several.
+  const int64_t chunk_count = (s.steps + chunk - 1) / chunk;
+  const typename Backend::StepGemm input_projection(
+      w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch, chunk_count);
   for (int64_t first = 0; first < s.steps; first += chunk) {
     const int64_t last = std::min(first + chunk, s.steps) - 1;
     const int64_t t_lo = std::min(layer_detail::step_at(s, first, reverse),
@@ -180,8 +184,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
                                   layer_detail::step_at(s, last, reverse));
     const int64_t row_lo = s.row_offset[t_lo];
     const int64_t row_hi = s.row_offset[t_hi] + s.rows[t_hi];
-    at::Tensor gates = Backend::linear(x.narrow(0, row_lo, row_hi - row_lo), w_ih, bias)
-                           .contiguous();
+    at::Tensor gates =
+        input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
     if (train) saved_gates = gates;
     char* gates_base = static_cast<char*>(gates.data_ptr());
 
