@@ -75,7 +75,9 @@ at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lan
       for (int64_t k = 0; k < inner; ++k) {
         for (int64_t gate = 0; gate < 4; ++gate) {
           float* out = dst + ((block * inner + k) * 4 + gate) * width;
-          for (int64_t lane = 0; lane < lanes; ++lane) out[lane] = src(gate, block * width + lane, k);
+          for (int64_t lane = 0; lane < lanes; ++lane) {
+            out[lane] = src(gate, block * width + lane, k);
+          }
         }
       }
     }

@@ -279,7 +279,9 @@ inline void fused_backward_units(const PointwiseBackwardArgs& a, int64_t block) 
     if (lanes == V) {
       backward_units<float, FloatVectorLanes>(a, row, j0);
     } else {
-      for (int64_t j = j0; j < j0 + lanes; ++j) backward_units<float, ScalarLanes<float>>(a, row, j);
+      for (int64_t j = j0; j < j0 + lanes; ++j) {
+        backward_units<float, ScalarLanes<float>>(a, row, j);
+      }
     }
   }
 }

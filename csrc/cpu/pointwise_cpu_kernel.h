@@ -56,12 +56,13 @@ inline at::vec::Vectorized<float> reciprocal(at::vec::Vectorized<float> d) {
 #endif
 }
 
-// Vector activations. sigmoid: 1 / (1 + exp(-x)) with the exp above. tanh: built on the same
-// exp rather than Sleef's tanh, which cost 3.4x an exp
-// here and was 15% of a small layer's time. |x| < 0.625: odd polynomial x + x^3 P(x^2), a
-// relative-error least-squares fit (0.8 ulp in float32); above: 1 - 2 / (exp(2|x|) + 1), where
-// 2 / (...) <= 0.46 so the subtraction loses nothing (2 ulp with a 1-ulp exp); the sign is put
-// back last. Checked against float64 tanh over all float32 inputs by tests/test_activations.py.
+// Vector activations. sigmoid: 1 / (1 + exp(-x)) with the exp and reciprocal above. tanh: built
+// on the same exp rather than Sleef's tanh, which cost 3.4x an exp here and was 15% of a small
+// layer's time. |x| < 0.625: odd polynomial x + x^3 P(x^2), a relative-error least-squares fit
+// (0.8 ulp in float32); above: 1 - 2 / (exp(2|x|) + 1), where 2 / (...) <= 0.46 so the
+// subtraction loses nothing (2 ulp with a 1-ulp exp); the sign is put back last. Both are checked
+// against float64 (<= 3 ulp) over 5M float32 inputs, every binade from 2^-24 to 2^5, by
+// tests/test_activations.py.
 template <>
 struct Activations<at::vec::Vectorized<float>> {
   using Vec = at::vec::Vectorized<float>;

@@ -110,7 +110,8 @@ inline int64_t backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row
   }();
   if (forced > 0) return std::min(forced, s.steps);
   constexpr int64_t kChunkBytes = int64_t{8} << 20;
-  const int64_t per_step = std::max<int64_t>(1, s.batch) * gates_per_row * static_cast<int64_t>(elem);
+  const int64_t per_step =
+      std::max<int64_t>(1, s.batch) * gates_per_row * static_cast<int64_t>(elem);
   return std::clamp<int64_t>(kChunkBytes / per_step, 1, s.steps);
 }
 
@@ -215,7 +216,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
         const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
         RecurrentStep step{args, h_state.const_data_ptr(), P, rows, h_state.const_data_ptr(), P};
         if (!has_proj) {
-          step.h_prev = previous.prev < 0 ? nullptr : output_base + s.row_offset[previous.prev] * P * elem;
+          step.h_prev = previous.prev < 0
+                            ? nullptr
+                            : output_base + s.row_offset[previous.prev] * P * elem;
           step.continuing = previous.continuing;
           step.h_start = h0_rows.const_data_ptr();
         }
@@ -245,7 +248,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     // step processed after it have just finished (the last step, or packed rows leaving).
     for (int64_t i = 0; i < s.steps; ++i) {
       const int64_t t = layer_detail::step_at(s, i, reverse);
-      const int64_t next_rows = i + 1 < s.steps ? s.rows[layer_detail::step_at(s, i + 1, reverse)] : 0;
+      const int64_t next_rows =
+          i + 1 < s.steps ? s.rows[layer_detail::step_at(s, i + 1, reverse)] : 0;
       const int64_t from = std::min(next_rows, s.rows[t]);
       if (from < s.rows[t]) {
         h_state.narrow(0, from, s.rows[t] - from)

@@ -36,7 +36,8 @@ inline PointwiseForwardArgs rows_of(const PointwiseForwardArgs& a, int64_t first
   const auto at_row = [&](auto* p, int64_t stride) {
     using Byte = std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>,
                                     const char, char>;
-    return p == nullptr ? p : static_cast<decltype(p)>(static_cast<Byte*>(p) + first * stride * elem);
+    if (p == nullptr) return p;
+    return static_cast<decltype(p)>(static_cast<Byte*>(p) + first * stride * elem);
   };
   PointwiseForwardArgs out = a;
   out.rows = count;
