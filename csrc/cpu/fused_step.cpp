@@ -173,6 +173,7 @@ FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t m
   const RowKernels& kernels = selected_row_kernels();
   width_ = kernels.block_width;
   kernel_ = kernels.fused_backward;
+  hidden_ = hidden;
   blocks_ = (hidden + width_ - 1) / width_;
   const at::Tensor w = w_hh.contiguous();
   const float* src = w.const_data_ptr<float>();
@@ -194,7 +195,7 @@ void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
   }
   const FusedBackwardBlocksFn kernel = kernel_;
   const float* packed = packed_.const_data_ptr<float>();
-  const int64_t hidden = blocks_ == 0 ? 0 : steps[0].continuing.hidden;
+  const int64_t hidden = hidden_;
   const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
     kernel(FusedBackwardArgs{steps[i], hidden, packed}, block_begin, block_end);
   };

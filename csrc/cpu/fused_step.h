@@ -73,6 +73,7 @@ class FusedRecurrentBackward {
 
  private:
   at::Tensor packed_;  // [block][u][gate][lane]: W_hh[gate * H + u][block * V + lane]
+  int64_t hidden_ = 0;
   int64_t blocks_ = 0;
   int64_t width_ = 0;
   FusedBackwardBlocksFn kernel_ = nullptr;

@@ -125,19 +125,18 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, int64_t row0, int64_t bl
 }
 #endif
 
-// The shared pointwise code on a tile's units, while they are in L1.
-template <int R>
-inline void fused_pointwise(const FusedStepArgs& a, int64_t row0, int64_t block) {
+// Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
+// one block's units of rows [row0, row0 + rows): one vector, or per lane for a ragged last block.
+template <template <typename, typename> class Units, typename Args>
+inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
   constexpr int64_t V = FusedVec::size();
   const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, a.pointwise.hidden - j0);
-  for (int r = 0; r < R; ++r) {
+  const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
+  for (int64_t row = row0; row < row0 + rows; ++row) {
     if (lanes == V) {
-      forward_units<float, FloatVectorLanes>(a.pointwise, row0 + r, j0);
+      Units<float, FloatVectorLanes>::run(a, row, j0);
     } else {
-      for (int64_t j = j0; j < j0 + lanes; ++j) {
-        forward_units<float, ScalarLanes<float>>(a.pointwise, row0 + r, j);
-      }
+      for (int64_t j = j0; j < j0 + lanes; ++j) Units<float, ScalarLanes<float>>::run(a, row, j);
     }
   }
 }
@@ -177,7 +176,8 @@ inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, in
       const int64_t k1 = std::min(K, k0 + k_step);
       for_each_row_tile(rows, [&](auto n, int64_t row) {
         fused_accumulate<decltype(n)::value>(a, row, block, k0, k1);
-        if (k1 == K) fused_pointwise<decltype(n)::value>(a, row, block);
+        // the gate math on the tile's units while they are in L1
+        if (k1 == K) block_units<ForwardUnits>(a.pointwise, row, decltype(n)::value, block);
       });
     }
   }
@@ -270,22 +270,6 @@ inline void fused_backward_gemm<4>(const FusedBackwardArgs& a, int64_t row0, int
 }
 #endif
 
-// The pointwise backward of one block's units over a row range's rows.
-inline void fused_backward_units(const PointwiseBackwardArgs& a, int64_t block) {
-  constexpr int64_t V = FusedVec::size();
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
-  for (int64_t row = 0; row < a.rows; ++row) {
-    if (lanes == V) {
-      backward_units<float, FloatVectorLanes>(a, row, j0);
-    } else {
-      for (int64_t j = j0; j < j0 + lanes; ++j) {
-        backward_units<float, ScalarLanes<float>>(a, row, j);
-      }
-    }
-  }
-}
-
 // Per block: dL/dh_t of the block's units from the later step's gate gradients, then the
 // pointwise backward of those units while dh is in L1.
 inline void fused_backward_blocks(const FusedBackwardArgs& a, int64_t block_begin,
@@ -294,8 +278,8 @@ inline void fused_backward_blocks(const FusedBackwardArgs& a, int64_t block_begi
     for_each_row_tile(a.step.gemm_rows, [&](auto n, int64_t row) {
       fused_backward_gemm<decltype(n)::value>(a, row, block);
     });
-    fused_backward_units(a.step.continuing, block);
-    fused_backward_units(a.step.starting, block);
+    block_units<BackwardUnits>(a.step.continuing, 0, a.step.continuing.rows, block);
+    block_units<BackwardUnits>(a.step.starting, 0, a.step.starting.rows, block);
   }
 }
 

@@ -55,26 +55,43 @@ inline PreviousStep previous_step(const StepSchedule& s, int64_t t, bool reverse
   return {prev, std::min(s.rows[t], s.rows[prev])};
 }
 
-// h_{t-1} of the rows [lo, hi) of the flat buffers (whole steps), for dL/dW_hh: each row's
-// previous step's output row, or its h0 row where it started at its step. Padded input (and any
-// run of steps where every row continues) is a shifted view of `output`; otherwise it is gathered.
+inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
+  return reverse ? s.steps - 1 - i : i;
+}
+
+// A chunk of consecutive steps, processing indices [first, last] in either direction: its steps
+// t_lo..t_hi in time order and the rows [row_lo, row_hi) they occupy in the flat buffers.
+struct ChunkRows {
+  int64_t t_lo, t_hi, row_lo, row_hi;
+};
+
+inline ChunkRows chunk_rows(const StepSchedule& s, int64_t first, int64_t last, bool reverse) {
+  const int64_t t_a = step_at(s, first, reverse);
+  const int64_t t_b = step_at(s, last, reverse);
+  const int64_t t_lo = std::min(t_a, t_b);
+  const int64_t t_hi = std::max(t_a, t_b);
+  return {t_lo, t_hi, s.row_offset[t_lo], s.row_offset[t_hi] + s.rows[t_hi]};
+}
+
+// h_{t-1} of a chunk's rows, for dL/dW_hh: each row's previous step's output row, or its h0 row
+// where it started at its step. Padded input (and any run of steps where every row continues)
+// is a shifted view of `output`; otherwise it is gathered.
 inline at::Tensor previous_h_rows(const StepSchedule& s, bool reverse, const at::Tensor& output,
-                                  const at::Tensor& h0, int64_t lo, int64_t hi) {
+                                  const at::Tensor& h0, const ChunkRows& c) {
   bool shifted = true;
   int64_t delta = 0;
-  for (int64_t t = 0; t < s.steps && shifted; ++t) {
-    if (s.row_offset[t] < lo || s.row_offset[t] >= hi) continue;
+  for (int64_t t = c.t_lo; t <= c.t_hi && shifted; ++t) {
     const PreviousStep p = previous_step(s, t, reverse);
     const int64_t d = p.prev < 0 ? 0 : s.row_offset[p.prev] - s.row_offset[t];
     shifted = p.prev >= 0 && p.continuing == s.rows[t] && (delta == 0 || d == delta);
     delta = d;
   }
-  if (shifted) return output.narrow(0, lo + delta, hi - lo);
-  at::Tensor rows = at::empty({hi - lo, output.size(1)}, output.options());
-  for (int64_t t = 0; t < s.steps; ++t) {
-    if (s.row_offset[t] < lo || s.row_offset[t] >= hi) continue;
+  const int64_t n = c.row_hi - c.row_lo;
+  if (shifted) return output.narrow(0, c.row_lo + delta, n);
+  at::Tensor rows = at::empty({n, output.size(1)}, output.options());
+  for (int64_t t = c.t_lo; t <= c.t_hi; ++t) {
     const PreviousStep p = previous_step(s, t, reverse);
-    const int64_t at = s.row_offset[t] - lo;
+    const int64_t at = s.row_offset[t] - c.row_lo;
     if (p.continuing > 0) {
       rows.narrow(0, at, p.continuing).copy_(output.narrow(0, s.row_offset[p.prev], p.continuing));
     }
@@ -113,10 +130,6 @@ inline int64_t backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row
   const int64_t per_step =
       std::max<int64_t>(1, s.batch) * gates_per_row * static_cast<int64_t>(elem);
   return std::clamp<int64_t>(kChunkBytes / per_step, 1, s.steps);
-}
-
-inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
-  return reverse ? s.steps - 1 - i : i;
 }
 
 // Steps per input-projection chunk in inference: enough rows for an efficient GEMM (256), or as
@@ -180,12 +193,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
       w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch, chunk_count);
   for (int64_t first = 0; first < s.steps; first += chunk) {
     const int64_t last = std::min(first + chunk, s.steps) - 1;
-    const int64_t t_lo = std::min(layer_detail::step_at(s, first, reverse),
-                                  layer_detail::step_at(s, last, reverse));
-    const int64_t t_hi = std::max(layer_detail::step_at(s, first, reverse),
-                                  layer_detail::step_at(s, last, reverse));
-    const int64_t row_lo = s.row_offset[t_lo];
-    const int64_t row_hi = s.row_offset[t_hi] + s.rows[t_hi];
+    const layer_detail::ChunkRows rows_of_chunk = layer_detail::chunk_rows(s, first, last, reverse);
+    const int64_t row_lo = rows_of_chunk.row_lo;
+    const int64_t row_hi = rows_of_chunk.row_hi;
     at::Tensor gates =
         input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
     // The previous chunk's buffer is freed only now, after this one was allocated: freed first,
@@ -334,11 +344,10 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
 
   for (int64_t end = s.steps; end > 0; end -= chunk) {
     const int64_t begin = std::max<int64_t>(0, end - chunk);
-    const int64_t t_a = layer_detail::step_at(s, begin, reverse);
-    const int64_t t_b = layer_detail::step_at(s, end - 1, reverse);
-    const int64_t row_lo = s.row_offset[std::min(t_a, t_b)];
-    const int64_t row_hi = s.row_offset[std::max(t_a, t_b)] + s.rows[std::max(t_a, t_b)];
-    const int64_t n = row_hi - row_lo;
+    const layer_detail::ChunkRows rows_of_chunk =
+        layer_detail::chunk_rows(s, begin, end - 1, reverse);
+    const int64_t row_lo = rows_of_chunk.row_lo;
+    const int64_t n = rows_of_chunk.row_hi - row_lo;
     const at::Tensor chunk_grad_out = grad_out.narrow(0, row_lo, n).contiguous();
     const char* grad_out_base = static_cast<const char*>(chunk_grad_out.const_data_ptr());
     char* grad_gates_base = static_cast<char*>(grad_gates.data_ptr());
@@ -420,7 +429,7 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       layer_detail::accumulate(
           grad_w_hh_t,
           Backend::matmul_tn(
-              layer_detail::previous_h_rows(s, reverse, out_rows, h0, row_lo, row_hi),
+              layer_detail::previous_h_rows(s, reverse, out_rows, h0, rows_of_chunk),
               chunk_grad_gates));
       layer_detail::accumulate(grad_bias, chunk_grad_gates.sum(0));
       if (has_proj) {
