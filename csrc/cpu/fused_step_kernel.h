@@ -126,18 +126,29 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, int64_t row0, int64_t bl
 #endif
 
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
-// one block's units of rows [row0, row0 + rows): one vector, or per lane for a ragged last block.
+// one block's units of rows [row0, row0 + rows): up to kRowPack rows at a time in lockstep (their
+// activations interleave, see vector_activations.h), or per lane for a ragged last block.
 template <template <typename, typename> class Units, typename Args>
 inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
   constexpr int64_t V = FusedVec::size();
+  constexpr int kRowPack = 4;
   const int64_t j0 = block * V;
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
-  for (int64_t row = row0; row < row0 + rows; ++row) {
-    if (lanes == V) {
-      Units<float, FloatVectorLanes>::run(a, row, j0);
-    } else {
+  if (lanes < V) {
+    for (int64_t row = row0; row < row0 + rows; ++row) {
       for (int64_t j = j0; j < j0 + lanes; ++j) Units<float, ScalarLanes<float>>::run(a, row, j);
     }
+    return;
+  }
+  int64_t row = row0;
+  for (; row + kRowPack <= row0 + rows; row += kRowPack) {
+    Units<float, RowPackLanes<kRowPack>>::run(a, row, j0);
+  }
+  switch (row0 + rows - row) {
+    case 0: break;
+    case 1: Units<float, RowPackLanes<1>>::run(a, row, j0); break;
+    case 2: Units<float, RowPackLanes<2>>::run(a, row, j0); break;
+    default: Units<float, RowPackLanes<3>>::run(a, row, j0); break;
   }
 }
 

@@ -2,6 +2,11 @@
 // address one hidden unit (or one vector of units) of one row, load the gates and state, run
 // cell_math.h, store the results. A back-end only decides which (row, j) to visit and with which
 // lane policy: ScalarLanes here (CUDA threads, CPU tails) or a CPU vector policy.
+//
+// A lane policy L gives the compute type (L::Compute), the units per call (L::width) and
+// L::load(p, row_stride) / L::store(p, row_stride, v). row_stride is the element distance from
+// a row to the next in that buffer; only policies that compute several rows at once (the CPU's
+// fused-step tiles) read it.
 #pragma once
 
 #include <ATen/OpMathType.h>
@@ -19,10 +24,10 @@ template <typename scalar_t>
 struct ScalarLanes {
   using Compute = at::opmath_type<scalar_t>;
   static constexpr int64_t width = 1;
-  static C10_HOST_DEVICE inline Compute load(const scalar_t* p) {
+  static C10_HOST_DEVICE inline Compute load(const scalar_t* p, int64_t /*row_stride*/) {
     return static_cast<Compute>(*p);
   }
-  static C10_HOST_DEVICE inline void store(scalar_t* p, Compute v) {
+  static C10_HOST_DEVICE inline void store(scalar_t* p, int64_t /*row_stride*/, Compute v) {
     *p = static_cast<scalar_t>(v);
   }
 };
@@ -34,9 +39,10 @@ template <typename scalar_t, typename L>
 C10_HOST_DEVICE inline typename L::Compute load_preact(const PointwiseForwardArgs& a,
                                                        int64_t offset, int64_t k) {
   const int64_t at = offset + k * a.hidden;
-  const auto pre = L::load(static_cast<const scalar_t*>(a.preact) + at);
+  const int64_t G = 4 * a.hidden;
+  const auto pre = L::load(static_cast<const scalar_t*>(a.preact) + at, G);
   if (!a.preact_addend) return pre;
-  return pre + L::load(static_cast<const scalar_t*>(a.preact_addend) + at);
+  return pre + L::load(static_cast<const scalar_t*>(a.preact_addend) + at, G);
 }
 
 template <typename scalar_t, typename L>
@@ -47,18 +53,21 @@ C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t
   const auto out = cell_forward<typename L::Compute>(
       load_preact<scalar_t, L>(a, gate_offset, 0), load_preact<scalar_t, L>(a, gate_offset, 1),
       load_preact<scalar_t, L>(a, gate_offset, 2), load_preact<scalar_t, L>(a, gate_offset, 3),
-      L::load(static_cast<const scalar_t*>(a.c_prev) + unit));
+      L::load(static_cast<const scalar_t*>(a.c_prev) + unit, H));
   if (a.gates_out) {
     scalar_t* gates = static_cast<scalar_t*>(a.gates_out) + gate_offset;
-    L::store(gates, out.input_gate);
-    L::store(gates + H, out.forget_gate);
-    L::store(gates + 2 * H, out.cell_gate);
-    L::store(gates + 3 * H, out.output_gate);
+    L::store(gates, 4 * H, out.input_gate);
+    L::store(gates + H, 4 * H, out.forget_gate);
+    L::store(gates + 2 * H, 4 * H, out.cell_gate);
+    L::store(gates + 3 * H, 4 * H, out.output_gate);
   }
-  L::store(static_cast<scalar_t*>(a.c_out) + unit, out.c);
-  if (a.c_saved) L::store(static_cast<scalar_t*>(a.c_saved) + unit, out.c);
-  L::store(static_cast<scalar_t*>(a.h_out) + row * a.h_out_stride + j, out.h);
-  if (a.h_copy) L::store(static_cast<scalar_t*>(a.h_copy) + row * a.h_copy_stride + j, out.h);
+  L::store(static_cast<scalar_t*>(a.c_out) + unit, H, out.c);
+  if (a.c_saved) L::store(static_cast<scalar_t*>(a.c_saved) + unit, H, out.c);
+  L::store(static_cast<scalar_t*>(a.h_out) + row * a.h_out_stride + j, a.h_out_stride, out.h);
+  if (a.h_copy) {
+    L::store(static_cast<scalar_t*>(a.h_copy) + row * a.h_copy_stride + j, a.h_copy_stride,
+             out.h);
+  }
 }
 
 // Backward of units [j, j + L::width) of one row.
@@ -69,22 +78,25 @@ C10_HOST_DEVICE inline void backward_units(const PointwiseBackwardArgs& a, int64
   const int64_t H = a.hidden;
   const scalar_t* gates = static_cast<const scalar_t*>(a.gates) + row * 4 * H + j;
   const int64_t unit = row * H + j;
-  C grad_h = L::load(static_cast<const scalar_t*>(a.grad_h) + row * a.grad_h_stride + j);
+  const int64_t G = 4 * H;
+  C grad_h = L::load(static_cast<const scalar_t*>(a.grad_h) + row * a.grad_h_stride + j,
+                     a.grad_h_stride);
   if (a.grad_h_extra) {
     grad_h = grad_h + L::load(static_cast<const scalar_t*>(a.grad_h_extra) +
-                              row * a.grad_h_extra_stride + j);
+                                  row * a.grad_h_extra_stride + j,
+                              a.grad_h_extra_stride);
   }
   const auto out = cell_backward<C>(
-      grad_h, L::load(static_cast<const scalar_t*>(a.grad_c) + unit), L::load(gates),
-      L::load(gates + H), L::load(gates + 2 * H), L::load(gates + 3 * H),
-      L::load(static_cast<const scalar_t*>(a.c) + unit),
-      L::load(static_cast<const scalar_t*>(a.c_prev) + unit));
-  scalar_t* grad_gates = static_cast<scalar_t*>(a.grad_gates) + row * 4 * H + j;
-  L::store(grad_gates, out.grad_pre_i);
-  L::store(grad_gates + H, out.grad_pre_f);
-  L::store(grad_gates + 2 * H, out.grad_pre_g);
-  L::store(grad_gates + 3 * H, out.grad_pre_o);
-  L::store(static_cast<scalar_t*>(a.grad_c_prev) + unit, out.grad_c_prev);
+      grad_h, L::load(static_cast<const scalar_t*>(a.grad_c) + unit, H), L::load(gates, G),
+      L::load(gates + H, G), L::load(gates + 2 * H, G), L::load(gates + 3 * H, G),
+      L::load(static_cast<const scalar_t*>(a.c) + unit, H),
+      L::load(static_cast<const scalar_t*>(a.c_prev) + unit, H));
+  scalar_t* grad_gates = static_cast<scalar_t*>(a.grad_gates) + row * G + j;
+  L::store(grad_gates, G, out.grad_pre_i);
+  L::store(grad_gates + H, G, out.grad_pre_f);
+  L::store(grad_gates + 2 * H, G, out.grad_pre_g);
+  L::store(grad_gates + 3 * H, G, out.grad_pre_o);
+  L::store(static_cast<scalar_t*>(a.grad_c_prev) + unit, H, out.grad_c_prev);
 }
 
 }  // namespace fusedlstm
