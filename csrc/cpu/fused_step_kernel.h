@@ -194,104 +194,72 @@ inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, in
   }
 }
 
-// The backward's recurrent GEMM for R rows and one block of V output units j:
-// grad_h_state[row][j] = sum over gates g and units u of grad_gates_next[row][g * H + u] *
-// W_hh[g * H + u][j], one accumulator per gate (four independent chains), summed at the end.
-template <int R>
-inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block) {
+// The backward's recurrent GEMM for R rows and NB consecutive blocks of V output units j:
+// grad_h_state[row][j] = sum over k = (gate g, unit u) of grad_gates_next[row][g * H + u] *
+// W_hh[g * H + u][j]. Each k loads one weight vector per block and one scalar per row: R * NB
+// FMAs for R + NB loads (4 x 4: 16 FMAs for 8 loads, as the forward tile; one block with an
+// accumulator per gate needed 20 loads for 16 FMAs and ran 25% slower than the forward).
+template <int R, int NB>
+inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
   constexpr int64_t V = FusedVec::size();
   const int64_t H = a.hidden;
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, H - j0);
-  const float* w = a.packed_weight + block * H * 4 * V;
+  const int64_t block_stride = H * 4 * V;
+  const float* w = a.packed_weight + block0 * block_stride;
   const float* dg = static_cast<const float*>(a.step.grad_gates_next) + row0 * 4 * H;
-  FusedVec acc[R][4];
-  for (int r = 0; r < R; ++r) {
-    for (int g = 0; g < 4; ++g) acc[r][g] = FusedVec(0.0f);
-  }
+  FusedVec acc[R][NB];
+  each<R>([&](int r) { each<NB>([&](int b) { acc[r][b] = FusedVec(0.0f); }); });
   for (int64_t u = 0; u < H; ++u) {
-    const float* wu = w + u * 4 * V;
-    const FusedVec w0 = FusedVec::loadu(wu);
-    const FusedVec w1 = FusedVec::loadu(wu + V);
-    const FusedVec w2 = FusedVec::loadu(wu + 2 * V);
-    const FusedVec w3 = FusedVec::loadu(wu + 3 * V);
-    for (int r = 0; r < R; ++r) {
-      const float* d = dg + r * 4 * H + u;
-      acc[r][0] = at::vec::fmadd(w0, FusedVec(d[0]), acc[r][0]);
-      acc[r][1] = at::vec::fmadd(w1, FusedVec(d[H]), acc[r][1]);
-      acc[r][2] = at::vec::fmadd(w2, FusedVec(d[2 * H]), acc[r][2]);
-      acc[r][3] = at::vec::fmadd(w3, FusedVec(d[3 * H]), acc[r][3]);
+    for (int64_t g = 0; g < 4; ++g) {
+      const float* wk = w + (u * 4 + g) * V;
+      FusedVec wv[NB];
+      each<NB>([&](int b) { wv[b] = FusedVec::loadu(wk + b * block_stride); });
+      each<R>([&](int r) {
+        const FusedVec d(dg[r * 4 * H + g * H + u]);
+        each<NB>([&](int b) { acc[r][b] = at::vec::fmadd(wv[b], d, acc[r][b]); });
+      });
     }
   }
-  float* out = static_cast<float*>(a.step.grad_h_state) + row0 * H + j0;
-  for (int r = 0; r < R; ++r) {
-    const FusedVec sum = ((acc[r][0] + acc[r][1]) + acc[r][2]) + acc[r][3];
-    sum.store(out + r * H, lanes);
+  float* out = static_cast<float*>(a.step.grad_h_state) + row0 * H;
+  each<R>([&](int r) {
+    each<NB>([&](int b) {
+      const int64_t j0 = (block0 + b) * V;
+      acc[r][b].store(out + r * H + j0, std::min<int64_t>(V, H - j0));
+    });
+  });
+}
+
+// Blocks per backward GEMM tile (see fused_backward_gemm).
+constexpr int kBackwardBlocks = 4;
+
+// Calls tile(std::integral_constant<int, n>, block) over [block_begin, block_end) in groups of
+// kBackwardBlocks blocks, the remaining ones in one last group.
+template <class Tile>
+inline void for_each_block_group(int64_t block_begin, int64_t block_end, const Tile& tile) {
+  constexpr int NB = kBackwardBlocks;
+  int64_t block = block_begin;
+  for (; block + NB <= block_end; block += NB) tile(std::integral_constant<int, NB>{}, block);
+  switch (block_end - block) {
+    case 0: break;
+    case 1: tile(std::integral_constant<int, 1>{}, block); break;
+    case 2: tile(std::integral_constant<int, 2>{}, block); break;
+    default: tile(std::integral_constant<int, 3>{}, block); break;
   }
 }
 
-#if defined(CPU_CAPABILITY_AVX512)
-// Four rows in named registers, for the reason given at fused_accumulate<4>.
-template <>
-inline void fused_backward_gemm<4>(const FusedBackwardArgs& a, int64_t row0, int64_t block) {
-  constexpr int64_t V = 16;
-  const int64_t H = a.hidden;
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, H - j0);
-  const float* w = a.packed_weight + block * H * 4 * V;
-  const float* d0 = static_cast<const float*>(a.step.grad_gates_next) + row0 * 4 * H;
-  const float* d1 = d0 + 4 * H;
-  const float* d2 = d1 + 4 * H;
-  const float* d3 = d2 + 4 * H;
-  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
-  __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
-  __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-  for (int64_t u = 0; u < H; ++u) {
-    const float* wu = w + u * 4 * V;
-    const __m512 w0 = _mm512_loadu_ps(wu);
-    const __m512 w1 = _mm512_loadu_ps(wu + V);
-    const __m512 w2 = _mm512_loadu_ps(wu + 2 * V);
-    const __m512 w3 = _mm512_loadu_ps(wu + 3 * V);
-    a00 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d0[u]), a00);
-    a01 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d0[H + u]), a01);
-    a02 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d0[2 * H + u]), a02);
-    a03 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d0[3 * H + u]), a03);
-    a10 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d1[u]), a10);
-    a11 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d1[H + u]), a11);
-    a12 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d1[2 * H + u]), a12);
-    a13 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d1[3 * H + u]), a13);
-    a20 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d2[u]), a20);
-    a21 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d2[H + u]), a21);
-    a22 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d2[2 * H + u]), a22);
-    a23 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d2[3 * H + u]), a23);
-    a30 = _mm512_fmadd_ps(w0, _mm512_set1_ps(d3[u]), a30);
-    a31 = _mm512_fmadd_ps(w1, _mm512_set1_ps(d3[H + u]), a31);
-    a32 = _mm512_fmadd_ps(w2, _mm512_set1_ps(d3[2 * H + u]), a32);
-    a33 = _mm512_fmadd_ps(w3, _mm512_set1_ps(d3[3 * H + u]), a33);
-  }
-  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
-  float* out = static_cast<float*>(a.step.grad_h_state) + row0 * H + j0;
-  const __m512 sums[4] = {
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a00, a01), a02), a03),
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a10, a11), a12), a13),
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a20, a21), a22), a23),
-      _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a30, a31), a32), a33)};
-  for (int r = 0; r < 4; ++r) _mm512_mask_storeu_ps(out + r * H, mask, sums[r]);
-}
-#endif
-
-// Per block: dL/dh_t of the block's units from the later step's gate gradients, then the
-// pointwise backward of those units while dh is in L1.
+// Per group of blocks: dL/dh_t of the group's units from the later step's gate gradients, then
+// the pointwise backward of those units while dh is in L1.
 inline void fused_backward_blocks(const FusedBackwardArgs& a, int64_t block_begin,
                                   int64_t block_end) {
-  for (int64_t block = block_begin; block < block_end; ++block) {
+  for_each_block_group(block_begin, block_end, [&](auto nb, int64_t block0) {
+    constexpr int NB = decltype(nb)::value;
     for_each_row_tile(a.step.gemm_rows, [&](auto n, int64_t row) {
-      fused_backward_gemm<decltype(n)::value>(a, row, block);
+      fused_backward_gemm<decltype(n)::value, NB>(a, row, block0);
     });
-    block_units<BackwardUnits>(a.step.continuing, 0, a.step.continuing.rows, block);
-    block_units<BackwardUnits>(a.step.starting, 0, a.step.starting.rows, block);
-  }
+    for (int64_t block = block0; block < block0 + NB; ++block) {
+      block_units<BackwardUnits>(a.step.continuing, 0, a.step.continuing.rows, block);
+      block_units<BackwardUnits>(a.step.starting, 0, a.step.starting.rows, block);
+    }
+  });
 }
 
 }  // namespace CPU_CAPABILITY
