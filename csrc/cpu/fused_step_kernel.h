@@ -126,12 +126,12 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, int64_t row0, int64_t bl
 #endif
 
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
-// one block's units of rows [row0, row0 + rows): up to kRowPack rows at a time in lockstep (their
+// one block's units of rows [row0, row0 + rows): up to kLockstep rows at a time in lockstep (their
 // activations interleave, see vector_activations.h), or per lane for a ragged last block.
 template <template <typename, typename> class Units, typename Args>
 inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
   constexpr int64_t V = FusedVec::size();
-  constexpr int kRowPack = 4;
+  static_assert(kLockstep == 4, "the remainder below covers 1-3 rows");
   const int64_t j0 = block * V;
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
   if (lanes < V) {
@@ -141,8 +141,8 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
     return;
   }
   int64_t row = row0;
-  for (; row + kRowPack <= row0 + rows; row += kRowPack) {
-    Units<float, RowPackLanes<kRowPack>>::run(a, row, j0);
+  for (; row + kLockstep <= row0 + rows; row += kLockstep) {
+    Units<float, RowPackLanes<kLockstep>>::run(a, row, j0);
   }
   switch (row0 + rows - row) {
     case 0: break;

@@ -91,10 +91,6 @@ struct VectorLanesFor<c10::Half> {
   using type = ReducedVectorLanes<c10::Half>;
 };
 
-// Vectors per lockstep pack over units (float32): enough independent chains to fill the core,
-// few enough to keep a pack's live values in 32 registers.
-constexpr int kUnitPack = 4;
-
 // Runs `units(args, row, j)` over every unit of the rows: packs of vectors first (float32),
 // then whole vectors, then a scalar tail for H not a multiple of the vector width.
 template <typename scalar_t, template <typename, typename> class Units, typename Args>
@@ -105,7 +101,7 @@ inline void for_each_unit(const Args& a, int64_t row_begin, int64_t row_end) {
     int64_t j = 0;
     if constexpr (std::is_same_v<scalar_t, float>) {
       // four vectors at a time first: their activations interleave (vector_activations.h)
-      using Pack = UnitPackLanes<kUnitPack>;
+      using Pack = UnitPackLanes<kLockstep>;
       for (; j + Pack::width <= a.hidden; j += Pack::width) Units<float, Pack>::run(a, row, j);
     }
     if constexpr (Vector::width > 1) {
