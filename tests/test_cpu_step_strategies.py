@@ -1,4 +1,5 @@
-"""Both CPU per-step strategies on every shape of the parity suite.
+"""Both CPU per-step strategies (and the fused step with and without input fusion) on every shape
+of the parity suite.
 
 The CPU picks, per call, between the fused recurrent step (GEMM and gate math in one pass, for
 small batches) and a GEMM call per step (oneDNN / MKL-packed) followed by the pointwise pass.
@@ -16,9 +17,14 @@ from conftest import run_suite_with_env
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["fused", "gemm"])
-def test_parity_suite_with_forced_step_strategy(strategy):
-    run_suite_with_env({"FUSEDLSTM_CPU_STEP": strategy},
+@pytest.mark.parametrize("env", [{"FUSEDLSTM_CPU_STEP": "fused"},
+                                 {"FUSEDLSTM_CPU_STEP": "fused", "FUSEDLSTM_CPU_INPUT_FUSION": "0"},
+                                 {"FUSEDLSTM_CPU_STEP": "gemm"}],
+                         ids=["fused", "fused-without-input-fusion", "gemm"])
+def test_parity_suite_with_forced_step_strategy(env):
+    # The fused step takes over the input projection too (x_t W_ih^T in the same tiles) unless
+    # FUSEDLSTM_CPU_INPUT_FUSION=0: the projection GEMM followed by fused steps is checked as well.
+    run_suite_with_env(env,
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
                         "test_reliability.py", "-k", "not compile and not 2_pow_31"])
 

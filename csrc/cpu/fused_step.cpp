@@ -21,6 +21,12 @@ std::string forced_strategy() {
   return env == nullptr ? std::string() : std::string(env);
 }
 
+// FUSEDLSTM_CPU_INPUT_FUSION=0 turns input fusion off (A/B measurements; tests run both).
+std::string forced_input_fusion() {
+  const char* env = std::getenv("FUSEDLSTM_CPU_INPUT_FUSION");
+  return env == nullptr ? std::string() : std::string(env);
+}
+
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -85,11 +91,16 @@ at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lan
   return packed;
 }
 
-// Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at `h`.
-FusedStepArgs rows_args(const RecurrentStep& step, int64_t first, int64_t count, const void* h,
-                        int64_t h_stride, int64_t inner, const float* packed) {
-  return {rows_of(step.pointwise, first, count),
-          static_cast<const float*>(h) + first * h_stride, h_stride, inner, packed};
+// W (4H, inner) packed as [block][k][gate][lane] (the fused step's weight layout).
+at::Tensor pack_weight(const at::Tensor& weight, int64_t blocks, int64_t width) {
+  const at::Tensor w = weight.contiguous();
+  const float* src = w.const_data_ptr<float>();
+  const int64_t hidden = w.size(0) / 4;
+  const int64_t inner = w.size(1);
+  return pack_blocks(blocks, inner, width, hidden, w.options(),
+                     [&](int64_t gate, int64_t unit, int64_t k) {
+                       return src[(gate * hidden + unit) * inner + k];
+                     });
 }
 
 }  // namespace
@@ -106,6 +117,13 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
          (max_rows <= kFusedStepMaxRows && weight_bytes <= kFusedStepMaxWeightBytes);
 }
 
+bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh) {
+  static const std::string forced = forced_input_fusion();
+  return w_ih.defined() && forced != "0" && w_ih.scalar_type() == at::kFloat &&
+         w_ih.device().is_cpu() && w_ih.dim() == 2 && w_ih.size(0) == w_hh.size(0) &&
+         w_ih.size(1) > 0;
+}
+
 int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 #if AT_PARALLEL_OPENMP
   // Waiting on other slices needs them to run at the same time: OpenMP's team threads do;
@@ -120,7 +138,11 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 #endif
 }
 
-FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
+FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
+    : FusedRecurrentStep(w_hh, max_rows, calls, at::Tensor(), at::Tensor()) {}
+
+FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
+                                       const at::Tensor& w_ih, const at::Tensor& bias) {
   if (!fused_step_applies(w_hh, max_rows, calls)) return;
   const RowKernels& kernels = selected_row_kernels();
   width_ = kernels.block_width;
@@ -128,40 +150,58 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
   const int64_t hidden = w_hh.size(0) / 4;
   inner_ = w_hh.size(1);
   blocks_ = (hidden + width_ - 1) / width_;
-  const at::Tensor w = w_hh.contiguous();
-  const float* src = w.const_data_ptr<float>();
-  const int64_t inner = inner_;
-  packed_ = pack_blocks(blocks_, inner_, width_, hidden, w.options(),
-                        [&](int64_t gate, int64_t unit, int64_t k) {
-                          return src[(gate * hidden + unit) * inner + k];
-                        });
+  packed_ = pack_weight(w_hh, blocks_, width_);
+  if (input_fusion_applies(w_ih, w_hh)) {
+    input_inner_ = w_ih.size(1);
+    packed_input_ = pack_weight(w_ih, blocks_, width_);
+    if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();
+  }
 }
 
 void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count) const {
   int64_t max_rows = 0;
   for (int64_t i = 0; i < count; ++i) {
-    TORCH_CHECK(steps[i].pointwise.h_copy == nullptr && steps[i].pointwise.dtype == at::kFloat,
+    // (an empty batch has no input rows to point at)
+    const bool input_as_fused =
+        fuses_input() ? steps[i].x != nullptr || steps[i].pointwise.rows == 0 : !steps[i].x;
+    TORCH_CHECK(steps[i].pointwise.h_copy == nullptr && steps[i].pointwise.dtype == at::kFloat &&
+                    input_as_fused,
                 "FusedRecurrentStep: bad arguments");
     max_rows = std::max(max_rows, steps[i].pointwise.rows);
   }
   const FusedBlocksFn kernel = kernel_;
   const float* packed = packed_.const_data_ptr<float>();
-  const int64_t inner = inner_;
+  const float* packed_input = fuses_input() ? packed_input_.const_data_ptr<float>() : nullptr;
+  const float* bias = bias_.defined() ? bias_.const_data_ptr<float>() : nullptr;
+  // Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at h.
+  const auto rows_args = [&](const RecurrentStep& step, int64_t first, int64_t count,
+                             const void* h, int64_t h_stride) {
+    const float* x = static_cast<const float*>(step.x);
+    return FusedStepArgs{rows_of(step.pointwise, first, count),
+                         static_cast<const float*>(h) + first * h_stride,
+                         h_stride,
+                         inner_,
+                         packed,
+                         x == nullptr ? nullptr : x + first * step.x_stride,
+                         step.x_stride,
+                         input_inner_,
+                         packed_input,
+                         bias};
+  };
   const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
     const RecurrentStep& step = steps[i];
     const int64_t rows = step.pointwise.rows;
     const int64_t continuing = std::min(step.continuing, rows);
     if (continuing > 0) {
-      kernel(rows_args(step, 0, continuing, step.h_prev, step.h_prev_stride, inner, packed),
-             block_begin, block_end);
+      kernel(rows_args(step, 0, continuing, step.h_prev, step.h_prev_stride), block_begin,
+             block_end);
     }
     if (rows > continuing) {
-      kernel(rows_args(step, continuing, rows - continuing, step.h_start, step.h_start_stride,
-                       inner, packed),
+      kernel(rows_args(step, continuing, rows - continuing, step.h_start, step.h_start_stride),
              block_begin, block_end);
     }
   };
-  const int64_t macs_per_step = max_rows * inner_ * 4 * blocks_ * width_;
+  const int64_t macs_per_step = max_rows * (inner_ + input_inner_) * 4 * blocks_ * width_;
   run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), run_step);
 }
 

@@ -37,6 +37,10 @@ constexpr int64_t kMinMacsPerSlice = int64_t{1} << 15;
 // rows: the rule above, unless FUSEDLSTM_CPU_STEP=fused|gemm forces the choice.
 bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
 
+// Whether a fused step that applies also takes over the input projection of W_ih (float32,
+// I > 0), unless FUSEDLSTM_CPU_INPUT_FUSION=0.
+bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh);
+
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
 int64_t slices_for(int64_t macs_per_step, int64_t blocks);
@@ -46,15 +50,27 @@ class FusedRecurrentStep {
  public:
   // w_hh: (4H, P).
   FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
+  // The same, and where it applies, the input projection too (input fusion, see fuses_input):
+  // w_ih (4H, I), bias (4H) or undefined.
+  FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
+                     const at::Tensor& w_ih, const at::Tensor& bias);
 
   bool active() const { return packed_.defined(); }
+
+  // Whether each step computes bias + x_t W_ih^T itself (RecurrentStep::x): no input projection
+  // GEMM and no buffer of projected gates; the step's weights (W_ih and W_hh) stay in the
+  // thread's cache from step to step.
+  bool fuses_input() const { return packed_input_.defined(); }
 
   // Runs `count` consecutive steps; a step must not write its own h_{t-1}.
   void forward_steps(const RecurrentStep* steps, int64_t count) const;
 
  private:
   at::Tensor packed_;  // [block][k][gate][lane]
+  at::Tensor packed_input_;  // W_ih, the same layout, when fusing the input projection
+  at::Tensor bias_;          // (4H) float32 contiguous, or undefined
   int64_t inner_ = 0;
+  int64_t input_inner_ = 0;
   int64_t blocks_ = 0;
   int64_t width_ = 0;  // hidden units per block
   FusedBlocksFn kernel_ = nullptr;

@@ -1,8 +1,8 @@
 // The fused recurrent step (float32), compiled per vector capability with the pointwise kernels:
 // for a block of V hidden units (V = the vector width) and a tile of rows, accumulate
 // h_{t-1} W_hh^T for the four gates of those units in registers, add it into the step's gate
-// pre-activations, and run the shared pointwise code (pointwise_units.h) on them while they are
-// still in L1. Each thread owns whole blocks, so its slice of the packed weight stays in its
+// pre-activations (with input fusion, written first as bias + x_t W_ih^T by the same tile), and
+// run the shared pointwise code (pointwise_units.h) on them while they are still in L1. Each thread owns whole blocks, so its slice of the packed weight stays in its
 // cache from step to step.
 //
 // Packed weight layout (fused_step.cpp packs it): [block][k][gate][lane], V lanes per block,
@@ -31,19 +31,43 @@ inline int64_t fused_block_width() { return FusedVec::size(); }
 constexpr int kFusedRowsAvx512 = 4;
 constexpr int kFusedRowsOther = 2;
 
-// Adds the k in [k0, k1) part of h_prev W^T for R rows x the 4 gates of one block into the gate
-// pre-activations. Generic version on at::vec; see the AVX-512 one below for why there is a
-// second.
+// One operand of the fused step's GEMM: `rows` (row stride `stride`, `inner` columns) times a
+// weight packed as [block][k][gate][lane] (h_{t-1} and W_hh; with input fusion also x_t and W_ih).
+struct FusedOperand {
+  const float* rows;
+  int64_t stride;
+  int64_t inner;
+  const float* packed;
+};
+
+inline FusedOperand recurrent_operand(const FusedStepArgs& a) {
+  return {static_cast<const float*>(a.h_prev), a.h_prev_stride, a.inner, a.packed_weight};
+}
+
+inline FusedOperand input_operand(const FusedStepArgs& a) {
+  return {a.x, a.x_stride, a.x_inner, a.packed_input_weight};
+}
+
+// What a tile's sums are added to for gate g: the pre-activations so far, or, for the first part
+// of an input-fused step (`init`), the bias (row stride 0) or zero (nullptr).
+inline const float* tile_base(const FusedStepArgs& a, float* gate_preact, int64_t g, int64_t j0,
+                              bool init) {
+  if (!init) return gate_preact;
+  return a.bias == nullptr ? nullptr : a.bias + g * a.pointwise.hidden + j0;
+}
+
+// Adds the k in [k0, k1) part of op.rows op.W^T for R rows x the 4 gates of one block into the
+// gate pre-activations (or writes it over them plus the bias, when `init`). Generic version on
+// at::vec; see the AVX-512 one below for why there is a second.
 template <int R>
-inline void fused_accumulate(const FusedStepArgs& a, int64_t row0, int64_t block, int64_t k0,
-                             int64_t k1) {
+inline void fused_accumulate(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
+                             int64_t block, int64_t k0, int64_t k1, bool init) {
   constexpr int64_t V = FusedVec::size();
   const int64_t H = a.pointwise.hidden;
-  const int64_t K = a.inner;
+  const int64_t K = op.inner;
   const int64_t j0 = block * V;
   const int64_t lanes = std::min<int64_t>(V, H - j0);
-  const float* w = a.packed_weight + block * K * 4 * V;
-  const float* h_prev = static_cast<const float*>(a.h_prev);
+  const float* w = op.packed + block * K * 4 * V;
   FusedVec acc[R][4];
   for (int r = 0; r < R; ++r) {
     for (int g = 0; g < 4; ++g) acc[r][g] = FusedVec(0.0f);
@@ -55,7 +79,7 @@ inline void fused_accumulate(const FusedStepArgs& a, int64_t row0, int64_t block
     const FusedVec w2 = FusedVec::loadu(wk + 2 * V);
     const FusedVec w3 = FusedVec::loadu(wk + 3 * V);
     for (int r = 0; r < R; ++r) {
-      const FusedVec h(h_prev[(row0 + r) * a.h_prev_stride + k]);
+      const FusedVec h(op.rows[(row0 + r) * op.stride + k]);
       acc[r][0] = at::vec::fmadd(w0, h, acc[r][0]);
       acc[r][1] = at::vec::fmadd(w1, h, acc[r][1]);
       acc[r][2] = at::vec::fmadd(w2, h, acc[r][2]);
@@ -66,8 +90,9 @@ inline void fused_accumulate(const FusedStepArgs& a, int64_t row0, int64_t block
   for (int r = 0; r < R; ++r) {
     float* row_gates = preact + (row0 + r) * 4 * H + j0;
     for (int g = 0; g < 4; ++g) {
-      const FusedVec sum = FusedVec::loadu(row_gates + g * H, lanes) + acc[r][g];
-      sum.store(row_gates + g * H, lanes);
+      const float* base = tile_base(a, row_gates + g * H, g, j0, init);
+      const FusedVec before = base == nullptr ? FusedVec(0.0f) : FusedVec::loadu(base, lanes);
+      (before + acc[r][g]).store(row_gates + g * H, lanes);
     }
   }
 }
@@ -77,18 +102,18 @@ inline void fused_accumulate(const FusedStepArgs& a, int64_t row0, int64_t block
 // in memory and stores it on every k iteration (seen in objdump), which made the generic tile
 // store-bound; named __m512 values stay in registers (16 + 4 weights + 1 broadcast of 32).
 template <>
-inline void fused_accumulate<4>(const FusedStepArgs& a, int64_t row0, int64_t block, int64_t k0,
-                                int64_t k1) {
+inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
+                                int64_t block, int64_t k0, int64_t k1, bool init) {
   constexpr int64_t V = 16;
   const int64_t H = a.pointwise.hidden;
-  const int64_t K = a.inner;
+  const int64_t K = op.inner;
   const int64_t j0 = block * V;
   const int64_t lanes = std::min<int64_t>(V, H - j0);
-  const float* w = a.packed_weight + block * K * 4 * V;
-  const float* h0 = static_cast<const float*>(a.h_prev) + row0 * a.h_prev_stride;
-  const float* h1 = h0 + a.h_prev_stride;
-  const float* h2 = h1 + a.h_prev_stride;
-  const float* h3 = h2 + a.h_prev_stride;
+  const float* w = op.packed + block * K * 4 * V;
+  const float* h0 = op.rows + row0 * op.stride;
+  const float* h1 = h0 + op.stride;
+  const float* h2 = h1 + op.stride;
+  const float* h3 = h2 + op.stride;
   __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
   __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
   __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
@@ -119,7 +144,10 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, int64_t row0, int64_t bl
   for (int r = 0; r < 4; ++r) {
     for (int g = 0; g < 4; ++g) {
       float* p = preact + r * 4 * H + g * H;
-      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, p), sums[r][g]));
+      const float* base = tile_base(a, p, g, j0, init);
+      const __m512 before =
+          base == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, base);
+      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, sums[r][g]));
     }
   }
 }
@@ -178,16 +206,29 @@ inline void for_each_row_tile(int64_t rows, const Tile& tile) {
   }
 }
 
+// Per block: (with input fusion) bias + x_t W_ih^T, then + h_{t-1} W_hh^T, each in k chunks over
+// the row tiles; the gate math on a tile's units right after its last chunk, while in L1.
 inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
-  const int64_t K = a.inner;
   const int64_t rows = a.pointwise.rows;
-  const int64_t k_step = rows > kFusedRows ? kFusedInnerChunk : K;
+  const FusedOperand recurrent = recurrent_operand(a);
+  const FusedOperand input = input_operand(a);
+  const auto k_step = [&](const FusedOperand& op) {
+    return rows > kFusedRows ? kFusedInnerChunk : std::max<int64_t>(op.inner, 1);
+  };
   for (int64_t block = block_begin; block < block_end; ++block) {
-    for (int64_t k0 = 0; k0 < K; k0 += k_step) {
-      const int64_t k1 = std::min(K, k0 + k_step);
+    if (input.rows != nullptr) {
+      for (int64_t k0 = 0; k0 < input.inner; k0 += k_step(input)) {
+        const int64_t k1 = std::min(input.inner, k0 + k_step(input));
+        for_each_row_tile(rows, [&](auto n, int64_t row) {
+          fused_accumulate<decltype(n)::value>(a, input, row, block, k0, k1, k0 == 0);
+        });
+      }
+    }
+    const int64_t K = recurrent.inner;
+    for (int64_t k0 = 0; k0 < K; k0 += k_step(recurrent)) {
+      const int64_t k1 = std::min(K, k0 + k_step(recurrent));
       for_each_row_tile(rows, [&](auto n, int64_t row) {
-        fused_accumulate<decltype(n)::value>(a, row, block, k0, k1);
-        // the gate math on the tile's units while they are in L1
+        fused_accumulate<decltype(n)::value>(a, recurrent, row, block, k0, k1, false);
         if (k1 == K) block_units<ForwardUnits>(a.pointwise, row, decltype(n)::value, block);
       });
     }

@@ -10,13 +10,19 @@ namespace fusedlstm::cpu {
 
 // The fused recurrent step's arguments (float32 only): the pointwise step, plus h_{t-1} and the
 // packed W_hh (see fused_step_kernel.h). `preact` is updated in place: the kernel adds
-// h_{t-1} W_hh^T into it before the pointwise math reads it.
+// h_{t-1} W_hh^T into it before the pointwise math reads it. With `x` set (input fusion), the
+// kernel first writes bias + x_t W_ih^T into `preact` itself: no input projection beforehand.
 struct FusedStepArgs {
   PointwiseForwardArgs pointwise;
   const void* h_prev;  // (rows, inner) with row stride h_prev_stride
   int64_t h_prev_stride;
   int64_t inner;               // P, the size of h_{t-1}
   const float* packed_weight;  // [block][k][gate][lane]
+  const float* x;              // (rows, x_inner) with row stride x_stride, or nullptr
+  int64_t x_stride;
+  int64_t x_inner;                   // I
+  const float* packed_input_weight;  // W_ih as [block][k][gate][lane]
+  const float* bias;                 // (4H) b_ih + b_hh, or nullptr for none
 };
 
 // The fused recurrent backward step's arguments (float32 only): the step and W_hh packed as

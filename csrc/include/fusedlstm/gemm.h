@@ -5,7 +5,8 @@
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM;
 //                                 also the input projection of each chunk of steps)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
-//                                 back-end has one (active() says whether it applies)
+//                                 back-end has one (active() says whether it applies; with
+//                                 fuses_input(), the input projection in the same pass)
 //   Backend::FusedBackward        the same for the backward step
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
 // ones where that is faster (cpu/cpu_gemm.h).
@@ -76,7 +77,10 @@ class AtenStepGemm {
 // FusedBackward's `backward_steps(steps, count)` runs RecurrentBackwardSteps the same way.
 struct NoFusedStep {
   NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/) {}
+  NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/,
+              const at::Tensor& /*w_ih*/, const at::Tensor& /*bias*/) {}
   bool active() const { return false; }
+  bool fuses_input() const { return false; }
   template <class Step>
   void forward_steps(const Step* /*steps*/, int64_t /*count*/) const {}
   template <class Step>

@@ -173,7 +173,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
   at::Tensor saved_gates = at::empty({0}, options);
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
-  const typename Backend::FusedStep fused(w_hh, s.batch, s.steps);
+  // Where the back-end's fused step also takes over the input projection (fuses_input), no
+  // projection GEMM runs: each step computes bias + x_t W_ih^T + h_{t-1} W_hh^T itself.
+  const typename Backend::FusedStep fused(w_hh, s.batch, s.steps, w_ih, bias);
+  const bool input_fused = fused.fuses_input();
+  const at::Tensor x_rows = input_fused ? x.contiguous() : x;
+  const char* x_base = static_cast<const char*>(x_rows.const_data_ptr());
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch,
                                              fused.active() ? 0 : s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/true,
@@ -184,20 +189,27 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
 
   // The input projection of a chunk of steps, one GEMM per chunk. Training keeps all gates (the
   // activated gates are saved in the same buffer), so one chunk covers the sequence; inference
-  // keeps none, so it projects a few steps at a time into a buffer that stays in cache.
-  const int64_t chunk = train ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
+  // keeps none, so it projects a few steps at a time into a buffer that stays in cache. With
+  // input fusion there is one chunk, its gates buffer holding all steps (training) or one step
+  // (inference: every step writes the same rows).
+  const int64_t chunk = train || input_fused
+                            ? s.steps
+                            : layer_detail::inference_chunk_steps(s, G, elem);
   at::Tensor previous_gates;
   // One product per chunk with the same W_ih: worth packing W_ih once when there are several.
   const int64_t chunk_count = (s.steps + chunk - 1) / chunk;
   const typename Backend::StepGemm input_projection(
-      w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch, chunk_count);
+      w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch,
+      input_fused ? 0 : chunk_count);
   for (int64_t first = 0; first < s.steps; first += chunk) {
     const int64_t last = std::min(first + chunk, s.steps) - 1;
     const layer_detail::ChunkRows rows_of_chunk = layer_detail::chunk_rows(s, first, last, reverse);
     const int64_t row_lo = rows_of_chunk.row_lo;
     const int64_t row_hi = rows_of_chunk.row_hi;
     at::Tensor gates =
-        input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
+        input_fused
+            ? at::empty({train ? row_hi - row_lo : s.batch, G}, options)
+            : input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
     // The previous chunk's buffer is freed only now, after this one was allocated: freed first,
     // it sat at the top of the heap and glibc returned it to the OS, so every chunk's buffer
     // was fresh memory (a page fault per 4 KiB: ~40% of all page faults of an inference call).
@@ -213,7 +225,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
       const int64_t t = layer_detail::step_at(s, i, reverse);
       const int64_t rows = s.rows[t];
       const int64_t offset = s.row_offset[t];
-      char* step_gates_ptr = gates_base + (offset - row_lo) * G * elem;
+      char* step_gates_ptr = gates_base + (input_fused && !train ? 0 : offset - row_lo) * G * elem;
       char* step_output_ptr = output_base + offset * P * elem;
       PointwiseForwardArgs args{input.scalar_type(), rows, H, step_gates_ptr, nullptr,
                                 train ? step_gates_ptr : nullptr, c_state.const_data_ptr(),
@@ -225,6 +237,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
         args.h_copy = nullptr;
         const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
         RecurrentStep step{args, h_state.const_data_ptr(), P, rows, h_state.const_data_ptr(), P};
+        if (input_fused) {
+          step.x = x_base + offset * shape.input_size * elem;
+          step.x_stride = shape.input_size;
+        }
         if (!has_proj) {
           step.h_prev = previous.prev < 0
                             ? nullptr

@@ -55,7 +55,9 @@ inline PointwiseForwardArgs rows_of(const PointwiseForwardArgs& a, int64_t first
 // One step of a fused recurrent step (a back-end's FusedStep, see gemm.h): the pointwise step
 // `pointwise`, whose preact still lacks h_{t-1} W_hh^T, and where h_{t-1} is. Rows
 // [0, continuing) carry on from the previous step (h_prev); rows [continuing, rows) start here
-// from the initial state (h_start, same row numbering).
+// from the initial state (h_start, same row numbering). Where the FusedStep fuses the input
+// projection (its fuses_input()), x holds the step's input rows and preact is only where the
+// pre-activations go: the fused step computes bias + x_t W_ih^T + h_{t-1} W_hh^T itself.
 struct RecurrentStep {
   PointwiseForwardArgs pointwise;
   const void* h_prev;
@@ -63,6 +65,8 @@ struct RecurrentStep {
   int64_t continuing;
   const void* h_start;
   int64_t h_start_stride;
+  const void* x = nullptr;  // (rows, x_stride)
+  int64_t x_stride = 0;
 };
 
 struct PointwiseBackwardArgs {
