@@ -2,7 +2,8 @@
 H around the 16-lane block (full blocks, a ragged last block, H below one block), B around the
 4-row register tile (1, 3, 5, 8), T=1, packed sequences in both directions, bidirectional and
 stacked layers, 1 and 2 threads (1 and 2 slices of blocks), and weights changed in place between
-calls (packing must see the new values). float32 results against nn.LSTM in float64.
+calls (packing must see the new values); training and inference (input fusion) alike. float32
+results against nn.LSTM in float64.
 """
 
 import contextlib
@@ -80,6 +81,28 @@ def test_fused_kernels_match_nn_lstm(shape, num_threads):
         assert torch.equal(a, b), "two runs with the same thread count differ"
 
 
+# Inference runs the fused step with input fusion (bias + x_t W_ih^T in the step's own tiles),
+# and in inference the fused step is chosen for batches up to 256 rows: B=100 takes that path.
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES + [(5, 100, 9, 21, 2, True)],
+                         ids=lambda s: "T{}-B{}-I{}-H{}-L{}-{}".format(
+                             *s[:5], "bi" if s[5] else "uni"))
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_inference_matches_nn_lstm(shape, num_threads, bias):
+    steps, batch, input_size, hidden, layers, bidirectional = shape
+    ref, ours = make_pair(input_size, hidden, torch.float64, num_layers=layers,
+                          bidirectional=bidirectional, bias=bias)
+    ours = ours.float()
+    x = torch.randn(steps, batch, input_size, dtype=torch.float64)
+    directions = 2 if bidirectional else 1
+    hx = tuple(torch.randn(layers * directions, batch, hidden, dtype=torch.float64)
+               for _ in range(2))
+    with torch.no_grad(), threads(num_threads):
+        out, (h_n, c_n) = ours(x.float(), tuple(t.float() for t in hx))
+        ref_out, (ref_h, ref_c) = ref(x, hx)
+    assert_matches([out, h_n, c_n], [ref_out, ref_h, ref_c], "inference vs nn.LSTM")
+
+
 @pytest.mark.parametrize("num_threads", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_fused_kernels_packed(bidirectional, num_threads):
@@ -89,7 +112,11 @@ def test_fused_kernels_packed(bidirectional, num_threads):
     x = torch.randn(9, 6, 6, dtype=torch.float64)
     with threads(num_threads):
         got = forward_backward(ours, x, torch.float32, lengths=lengths)
-    assert_matches(got, forward_backward(ref, x, torch.float64, lengths=lengths), "packed")
+        with torch.no_grad():
+            inference = ours(pack_padded_sequence(x.float(), lengths, enforce_sorted=False))
+    expected = forward_backward(ref, x, torch.float64, lengths=lengths)
+    assert_matches(got, expected, "packed")
+    assert_matches([inference[0].data, *inference[1]], expected[:3], "packed inference")
 
 
 def test_weights_changed_in_place_between_calls():

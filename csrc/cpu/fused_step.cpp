@@ -124,6 +124,16 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh) {
          w_ih.size(1) > 0;
 }
 
+bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
+                             int64_t calls) {
+  if (fused_step_applies(w_hh, max_rows, calls)) return true;
+  static const bool forced = !forced_strategy().empty();  // fused: applied above; gemm: never
+  if (forced || aten_gemms_only() || calls <= 1) return false;
+  if (!input_fusion_applies(w_ih, w_hh) || w_hh.scalar_type() != at::kFloat) return false;
+  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * 4;
+  return max_rows <= kInputFusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
+}
+
 int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 #if AT_PARALLEL_OPENMP
   // Waiting on other slices needs them to run at the same time: OpenMP's team threads do;
@@ -138,12 +148,12 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 #endif
 }
 
-FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
-    : FusedRecurrentStep(w_hh, max_rows, calls, at::Tensor(), at::Tensor()) {}
-
 FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
-                                       const at::Tensor& w_ih, const at::Tensor& bias) {
-  if (!fused_step_applies(w_hh, max_rows, calls)) return;
+                                       const at::Tensor& w_ih, const at::Tensor& bias,
+                                       bool inference) {
+  const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
+                                 : fused_step_applies(w_hh, max_rows, calls);
+  if (!applies) return;
   const RowKernels& kernels = selected_row_kernels();
   width_ = kernels.block_width;
   kernel_ = kernels.fused_forward;

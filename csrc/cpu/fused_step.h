@@ -29,6 +29,15 @@ constexpr int64_t kFusedStepSmallWeightMaxRows = 64;
 constexpr int64_t kFusedStepMaxWeightBytes = int64_t{4} << 20;
 constexpr int64_t kFusedStepMaxRows = 32;
 
+// In inference with input fusion the fused step does all of a step's arithmetic from W_ih and W_hh
+// read once per step, and wins more widely (T=100, 2 threads, inference, fused / GEMM path:
+// B=128 H=256 0.88 / 1.00, B=256 H=256 0.87 / 0.95, B=64 H=512 0.92 / 0.99, B=128 H=512
+// 0.94 / 0.99, B=32 H=768 0.95 / 1.02 of nn.LSTM): while both weights fit in the 32 MiB L3 with
+// room to spare (H=1024, 32 MiB of weights: 1.17 / 0.98 at B=16) and up to 256 rows
+// (B=512 H=256: 0.88 / 0.86).
+constexpr int64_t kInputFusedMaxWeightBytes = int64_t{20} << 20;
+constexpr int64_t kInputFusedMaxRows = 256;
+
 // Multiply-accumulates per step that one more thread must get to repay the wait for the other
 // slices at every step (see slices_for).
 constexpr int64_t kMinMacsPerSlice = int64_t{1} << 15;
@@ -41,6 +50,11 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
 // I > 0), unless FUSEDLSTM_CPU_INPUT_FUSION=0.
 bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh);
 
+// Whether the fused step applies in inference, with input fusion: fused_step_applies, or the
+// wider inference rule above.
+bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
+                             int64_t calls);
+
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
 int64_t slices_for(int64_t macs_per_step, int64_t blocks);
@@ -48,12 +62,10 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks);
 // Forward: h_{t-1} W_hh^T into the step's pre-activations, then the pointwise step.
 class FusedRecurrentStep {
  public:
-  // w_hh: (4H, P).
-  FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
-  // The same, and where it applies, the input projection too (input fusion, see fuses_input):
-  // w_ih (4H, I), bias (4H) or undefined.
+  // w_hh: (4H, P); w_ih (4H, I) and bias (4H, or undefined) for input fusion (see
+  // fuses_input); `inference`: the forward keeps no activations (a wider rule applies).
   FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
-                     const at::Tensor& w_ih, const at::Tensor& bias);
+                     const at::Tensor& w_ih, const at::Tensor& bias, bool inference);
 
   bool active() const { return packed_.defined(); }
 

@@ -78,7 +78,7 @@ class AtenStepGemm {
 struct NoFusedStep {
   NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/) {}
   NoFusedStep(const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/,
-              const at::Tensor& /*w_ih*/, const at::Tensor& /*bias*/) {}
+              const at::Tensor& /*w_ih*/, const at::Tensor& /*bias*/, bool /*inference*/) {}
   bool active() const { return false; }
   bool fuses_input() const { return false; }
   template <class Step>

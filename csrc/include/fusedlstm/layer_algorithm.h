@@ -175,7 +175,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
   // Where the back-end's fused step also takes over the input projection (fuses_input), no
   // projection GEMM runs: each step computes bias + x_t W_ih^T + h_{t-1} W_hh^T itself.
-  const typename Backend::FusedStep fused(w_hh, s.batch, s.steps, w_ih, bias);
+  const typename Backend::FusedStep fused(w_hh, s.batch, s.steps, w_ih, bias, /*inference=*/!train);
   const bool input_fused = fused.fuses_input();
   const at::Tensor x_rows = input_fused ? x.contiguous() : x;
   const char* x_base = static_cast<const char*>(x_rows.const_data_ptr());
