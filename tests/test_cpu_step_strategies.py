@@ -17,13 +17,13 @@ from conftest import run_suite_with_env
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", [{"FUSEDLSTM_CPU_STEP": "fused"},
+@pytest.mark.parametrize("env", [{"FUSEDLSTM_CPU_STEP": "fused", "FUSEDLSTM_CPU_INPUT_FUSION": "1"},
                                  {"FUSEDLSTM_CPU_STEP": "fused", "FUSEDLSTM_CPU_INPUT_FUSION": "0"},
                                  {"FUSEDLSTM_CPU_STEP": "gemm"}],
                          ids=["fused", "fused-without-input-fusion", "gemm"])
 def test_parity_suite_with_forced_step_strategy(env):
-    # The fused step takes over the input projection too (x_t W_ih^T in the same tiles) unless
-    # FUSEDLSTM_CPU_INPUT_FUSION=0: the projection GEMM followed by fused steps is checked as well.
+    # The fused step can take over the input projection too (x_t W_ih^T in the same tiles; from 4
+    # rows by default): forced on and off here, so both run on every shape.
     run_suite_with_env(env,
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
                         "test_reliability.py", "-k", "not compile and not 2_pow_31"])
@@ -38,7 +38,8 @@ def test_parity_suite_on_other_cpu_capabilities(capability):
     # simply run the best it has, which the default run already covers.
     if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("this CPU has no AVX2")
-    env = {"ATEN_CPU_CAPABILITY": capability, "FUSEDLSTM_CPU_STEP": "fused"}
+    env = {"ATEN_CPU_CAPABILITY": capability, "FUSEDLSTM_CPU_STEP": "fused",
+           "FUSEDLSTM_CPU_INPUT_FUSION": "1"}
     seen = subprocess.run(
         [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
         env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout.strip()

@@ -21,7 +21,8 @@ std::string forced_strategy() {
   return env == nullptr ? std::string() : std::string(env);
 }
 
-// FUSEDLSTM_CPU_INPUT_FUSION=0 turns input fusion off (A/B measurements; tests run both).
+// FUSEDLSTM_CPU_INPUT_FUSION=0 turns input fusion off, =1 on at any batch size (A/B measurements;
+// tests run all three).
 std::string forced_input_fusion() {
   const char* env = std::getenv("FUSEDLSTM_CPU_INPUT_FUSION");
   return env == nullptr ? std::string() : std::string(env);
@@ -49,23 +50,36 @@ void wait_until(const std::atomic<int64_t>& counter, int64_t target) {
 // Runs run_step(i, block_begin, block_end) for steps i = 0..count-1 over `blocks` blocks split
 // into `slices`, each slice on its own thread for all steps. `done` counts finished
 // (step, slice) pairs: step i may start once done >= i * slices. Each parallel_for call owns the
-// slices [begin, end) for every step, however OpenMP sized the team.
-template <class RunStep>
-void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step) {
+// slices [begin, end) for every step, however OpenMP sized the team. ahead(i, ...) is the part of
+// step i that does not depend on step i - 1 (the input projection): a slice runs it right after
+// finishing step i - 1 and before waiting for the other slices, so it hides that wait.
+template <class RunStep, class Ahead>
+void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step,
+                const Ahead& ahead) {
   if (slices <= 1) {
-    for (int64_t i = 0; i < count; ++i) run_step(i, 0, blocks);
+    for (int64_t i = 0; i < count; ++i) {
+      ahead(i, 0, blocks);
+      run_step(i, 0, blocks);
+    }
     return;
   }
   std::atomic<int64_t> done{0};
   at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
     const int64_t block_begin = blocks * begin / slices;
     const int64_t block_end = blocks * end / slices;
+    if (count > 0) ahead(0, block_begin, block_end);
     for (int64_t i = 0; i < count; ++i) {
       if (i > 0) wait_until(done, i * slices);
       run_step(i, block_begin, block_end);
       done.fetch_add(end - begin, std::memory_order_acq_rel);
+      if (i + 1 < count) ahead(i + 1, block_begin, block_end);
     }
   });
+}
+
+template <class RunStep>
+void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step) {
+  run_sliced(count, blocks, slices, run_step, [](int64_t, int64_t, int64_t) {});
 }
 
 // Packs `count_blocks` blocks of `width` lanes: dst[((block * inner + k) * 4 + gate) * width +
@@ -117,11 +131,13 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
          (max_rows <= kFusedStepMaxRows && weight_bytes <= kFusedStepMaxWeightBytes);
 }
 
-bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh) {
+bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
+                          bool inference) {
   static const std::string forced = forced_input_fusion();
+  const int64_t min_rows = inference ? kInputFusionMinRows : kInputFusionMinRowsTraining;
   return w_ih.defined() && forced != "0" && w_ih.scalar_type() == at::kFloat &&
          w_ih.device().is_cpu() && w_ih.dim() == 2 && w_ih.size(0) == w_hh.size(0) &&
-         w_ih.size(1) > 0;
+         w_ih.size(1) > 0 && (max_rows >= min_rows || forced == "1");
 }
 
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
@@ -129,7 +145,10 @@ bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int
   if (fused_step_applies(w_hh, max_rows, calls)) return true;
   static const bool forced = !forced_strategy().empty();  // fused: applied above; gemm: never
   if (forced || aten_gemms_only() || calls <= 1) return false;
-  if (!input_fusion_applies(w_ih, w_hh) || w_hh.scalar_type() != at::kFloat) return false;
+  if (!input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) ||
+      w_hh.scalar_type() != at::kFloat) {
+    return false;
+  }
   const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * 4;
   return max_rows <= kInputFusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
 }
@@ -161,7 +180,7 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
   inner_ = w_hh.size(1);
   blocks_ = (hidden + width_ - 1) / width_;
   packed_ = pack_weight(w_hh, blocks_, width_);
-  if (input_fusion_applies(w_ih, w_hh)) {
+  if (input_fusion_applies(w_ih, w_hh, max_rows, inference)) {
     input_inner_ = w_ih.size(1);
     packed_input_ = pack_weight(w_ih, blocks_, width_);
     if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();
@@ -185,7 +204,7 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
   const float* bias = bias_.defined() ? bias_.const_data_ptr<float>() : nullptr;
   // Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at h.
   const auto rows_args = [&](const RecurrentStep& step, int64_t first, int64_t count,
-                             const void* h, int64_t h_stride) {
+                             const void* h, int64_t h_stride, int parts) {
     const float* x = static_cast<const float*>(step.x);
     return FusedStepArgs{rows_of(step.pointwise, first, count),
                          static_cast<const float*>(h) + first * h_stride,
@@ -196,23 +215,33 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
                          step.x_stride,
                          input_inner_,
                          packed_input,
-                         bias};
+                         bias,
+                         parts};
   };
-  const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
+  const auto run_parts = [&](int64_t i, int64_t block_begin, int64_t block_end, int parts) {
     const RecurrentStep& step = steps[i];
     const int64_t rows = step.pointwise.rows;
     const int64_t continuing = std::min(step.continuing, rows);
     if (continuing > 0) {
-      kernel(rows_args(step, 0, continuing, step.h_prev, step.h_prev_stride), block_begin,
+      kernel(rows_args(step, 0, continuing, step.h_prev, step.h_prev_stride, parts), block_begin,
              block_end);
     }
     if (rows > continuing) {
-      kernel(rows_args(step, continuing, rows - continuing, step.h_start, step.h_start_stride),
+      kernel(rows_args(step, continuing, rows - continuing, step.h_start, step.h_start_stride,
+                       parts),
              block_begin, block_end);
     }
   };
+  // A slice's input part of step i + 1 writes only its own blocks' pre-activations, which its
+  // own step i has finished reading.
+  const auto input_part = [&](int64_t i, int64_t block_begin, int64_t block_end) {
+    if (fuses_input()) run_parts(i, block_begin, block_end, kFusedInputPart);
+  };
+  const auto recurrent_part = [&](int64_t i, int64_t block_begin, int64_t block_end) {
+    run_parts(i, block_begin, block_end, kFusedRecurrentPart);
+  };
   const int64_t macs_per_step = max_rows * (inner_ + input_inner_) * 4 * blocks_ * width_;
-  run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), run_step);
+  run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), recurrent_part, input_part);
 }
 
 FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t max_rows,

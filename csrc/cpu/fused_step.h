@@ -46,9 +46,20 @@ constexpr int64_t kMinMacsPerSlice = int64_t{1} << 15;
 // rows: the rule above, unless FUSEDLSTM_CPU_STEP=fused|gemm forces the choice.
 bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
 
-// Whether a fused step that applies also takes over the input projection of W_ih (float32,
-// I > 0), unless FUSEDLSTM_CPU_INPUT_FUSION=0.
-bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh);
+// Input fusion (x_t W_ih^T in the fused step) reads W_ih once per step instead of once per call:
+// it pays from a full 4-row register tile on (each weight vector feeding 4 rows); below, a step
+// is a GEMV and the extra weight traffic costs more than the projection GEMM (T=100, H=256,
+// inference, fused with / without input fusion / nn.LSTM: B=1 0.96 / 0.61, B=2 0.78 / 0.46, B=4
+// 0.66 / 0.69, B=8 0.79 / 1.08; H=512: B=1 1.26 / 0.68, B=4 0.89 / 0.95). In training, where
+// the saved gates are written either way, from 8 rows (B=4: 0.73 / 0.73 at H=256, 1.03 / 0.97 at
+// H=512; B=8 H=256 1.00 / 1.02; B=32 H=128-256 4-6% faster).
+constexpr int64_t kInputFusionMinRows = 4;
+constexpr int64_t kInputFusionMinRowsTraining = 8;
+
+// Whether a fused step that applies also takes over the input projection of W_ih: float32,
+// I > 0, the rows above; FUSEDLSTM_CPU_INPUT_FUSION=0 / =1 forces it off / on.
+bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
+                          bool inference);
 
 // Whether the fused step applies in inference, with input fusion: fused_step_applies, or the
 // wider inference rule above.

@@ -206,8 +206,9 @@ inline void for_each_row_tile(int64_t rows, const Tile& tile) {
   }
 }
 
-// Per block: (with input fusion) bias + x_t W_ih^T, then + h_{t-1} W_hh^T, each in k chunks over
-// the row tiles; the gate math on a tile's units right after its last chunk, while in L1.
+// Per block, the parts of the step that `a.parts` asks for: bias + x_t W_ih^T (input fusion),
+// then + h_{t-1} W_hh^T, each in k chunks over the row tiles, and the gate math on a tile's units
+// right after its last chunk, while in L1.
 inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
   const int64_t rows = a.pointwise.rows;
   const FusedOperand recurrent = recurrent_operand(a);
@@ -216,7 +217,7 @@ inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, in
     return rows > kFusedRows ? kFusedInnerChunk : std::max<int64_t>(op.inner, 1);
   };
   for (int64_t block = block_begin; block < block_end; ++block) {
-    if (input.rows != nullptr) {
+    if ((a.parts & kFusedInputPart) != 0 && input.rows != nullptr) {
       for (int64_t k0 = 0; k0 < input.inner; k0 += k_step(input)) {
         const int64_t k1 = std::min(input.inner, k0 + k_step(input));
         for_each_row_tile(rows, [&](auto n, int64_t row) {
@@ -224,6 +225,7 @@ inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, in
         });
       }
     }
+    if ((a.parts & kFusedRecurrentPart) == 0) continue;
     const int64_t K = recurrent.inner;
     for (int64_t k0 = 0; k0 < K; k0 += k_step(recurrent)) {
       const int64_t k1 = std::min(K, k0 + k_step(recurrent));

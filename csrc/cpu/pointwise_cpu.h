@@ -23,7 +23,14 @@ struct FusedStepArgs {
   int64_t x_inner;                   // I
   const float* packed_input_weight;  // W_ih as [block][k][gate][lane]
   const float* bias;                 // (4H) b_ih + b_hh, or nullptr for none
+  int parts;  // which of kFusedInputPart / kFusedRecurrentPart this call runs
 };
+
+// The two parts of an input-fused step: bias + x_t W_ih^T into `preact` (independent of the step
+// before), then + h_{t-1} W_hh^T and the pointwise step. A step without input fusion has only
+// the second.
+constexpr int kFusedInputPart = 1;
+constexpr int kFusedRecurrentPart = 2;
 
 // The fused recurrent backward step's arguments (float32 only): the step and W_hh packed as
 // [block][u][gate][lane] (see fused_step_kernel.h).
