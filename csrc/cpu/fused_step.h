@@ -1,7 +1,8 @@
 // The CPU's fused recurrent steps (float32): per step, the recurrent GEMM and the gate math in
 // one pass over blocks of hidden units, W_hh packed once per call (fused_step_kernel.h has the
-// kernels). Chosen for small batches, where a GEMM call per step costs more in overhead than in
-// arithmetic.
+// kernels); with input fusion the step's input projection too. Chosen for small batches, where a
+// GEMM call per step costs more in overhead than in arithmetic, and in inference for batches up to
+// a few hundred rows (the rules below).
 //
 // Several steps run in one parallel region: each thread owns a fixed slice of hidden-unit blocks
 // for all of them (its slice of the packed W_hh stays in its cache), and a step starts once every

@@ -2,8 +2,9 @@
 // for a block of V hidden units (V = the vector width) and a tile of rows, accumulate
 // h_{t-1} W_hh^T for the four gates of those units in registers, add it into the step's gate
 // pre-activations (with input fusion, written first as bias + x_t W_ih^T by the same tile), and
-// run the shared pointwise code (pointwise_units.h) on them while they are still in L1. Each thread owns whole blocks, so its slice of the packed weight stays in its
-// cache from step to step.
+// run the shared pointwise code (pointwise_units.h) on them while they are still in L1. Each
+// thread owns whole blocks, so its slice of the packed weights stays in its cache from step to
+// step.
 //
 // Packed weight layout (fused_step.cpp packs it): [block][k][gate][lane], V lanes per block,
 // units past H zero-padded, so one unaligned vector load per gate per k.
