@@ -137,6 +137,7 @@ cpu_sources = [
     CSRC / "cpu" / "fused_step.cpp",
     CSRC / "cpu" / "mkl_packed_gemm.cpp",
     CSRC / "cpu" / "onednn_linear.cpp",
+    CSRC / "cpu" / "buffer_pool.cpp",
 ]
 ext_modules = [
     CppExtension(

@@ -2,8 +2,9 @@
 
 CPU: tracemalloc does not see tensor memory, so this runs in a fresh process per case: one warm-up
 step (one-time set-up: thread pools, oneDNN primitives and JIT code), then the memory freed since
-is handed back to the OS (malloc_trim), the kernel's high-water mark is reset
-(/proc/self/clear_refs) and the report is how far the resident set rose during a second step.
+is handed back to the OS (fusedlstm's buffer pool emptied, malloc_trim), the kernel's high-water
+mark is reset (/proc/self/clear_refs) and the report is how far the resident set rose during a
+second step.
 GPU: torch.cuda.max_memory_allocated over the second step.
 
 Usage: python bench/peak_memory.py SHAPE_NAME IMPL DEVICE DTYPE  -> prints JSON
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+import fusedlstm
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cases import (  # noqa: E402  # noqa: E402
@@ -55,6 +58,9 @@ def main() -> None:
         peak = torch.cuda.max_memory_allocated() - before
         method = "torch.cuda.max_memory_allocated"
     else:
+        # fusedlstm's buffer pool keeps freed blocks resident for the next call; empty it too, so
+        # the second step allocates its buffers afresh and the rise counts all of them.
+        fusedlstm.buffers.release_cpu_buffers()
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         before = status_kib("VmRSS")
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS

@@ -13,6 +13,11 @@ def _find(stem: str) -> Path | None:
     return matches[0] if matches else None
 
 
+def cpu_library():
+    """Path of the CPU extension (_C), which load() loaded."""
+    return _find("_C")
+
+
 def load() -> bool:
     """Loads _C (schemas + CPU kernels) and, when built, _C_cuda. Returns whether CUDA loaded."""
     cpu = _find("_C")

@@ -5,6 +5,7 @@
 
 #include <fusedlstm/pointwise.h>
 
+#include "buffer_pool.h"
 #include "cpu_gemm.h"
 #include "fused_step.h"
 
@@ -16,6 +17,10 @@ struct CpuBackend : CpuGemm {
   using FusedBackward = FusedRecurrentBackward;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+  // The time loop's large buffers: from the pool, reused across calls (buffer_pool.h).
+  static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return pooled_empty(sizes, options);
+  }
 };
 
 }  // namespace fusedlstm::cpu

@@ -1,5 +1,6 @@
 #include "fused_step.h"
 
+#include "buffer_pool.h"
 #include "cpu_gemm.h"
 
 #include <ATen/Config.h>
@@ -87,7 +88,7 @@ void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& ru
 template <class Source>
 at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lanes_total,
                        const at::TensorOptions& options, const Source& src) {
-  at::Tensor packed = at::zeros({blocks * inner * 4 * width}, options);
+  at::Tensor packed = pooled_empty({blocks * inner * 4 * width}, options).zero_();
   float* dst = packed.data_ptr<float>();
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {

@@ -13,6 +13,10 @@ struct CudaBackend : AtenGemm {
   using FusedBackward = NoFusedStep;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+  // The time loop's large buffers (PyTorch's CUDA caching allocator already reuses memory).
+  static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return at::empty(sizes, options);
+  }
 };
 
 }  // namespace fusedlstm::cuda

@@ -166,11 +166,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
 
   const at::Tensor x = input.reshape({s.total_rows, shape.input_size});
   const at::Tensor bias = summed_bias(b_ih, b_hh);
-  at::Tensor output = at::empty({s.total_rows, P}, options);
+  at::Tensor output = Backend::empty({s.total_rows, P}, options);
   at::Tensor h_state = h0.contiguous().clone();
   const at::Tensor h0_rows = h0.contiguous();  // h_{t-1} of rows that start at step t (fused)
   at::Tensor c_state = c0.contiguous().clone();
-  at::Tensor cells = train ? at::empty({s.total_rows, H}, options) : at::empty({0}, options);
+  at::Tensor cells =
+      train ? Backend::empty({s.total_rows, H}, options) : at::empty({0}, options);
   at::Tensor saved_gates = at::empty({0}, options);
   at::Tensor m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
   // Where the back-end's fused step also takes over the input projection (fuses_input), no
@@ -208,7 +209,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     const int64_t row_hi = rows_of_chunk.row_hi;
     at::Tensor gates =
         input_fused
-            ? at::empty({train ? row_hi - row_lo : s.batch, G}, options)
+            ? Backend::empty({train ? row_hi - row_lo : s.batch, G}, options)
             : input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
     // The previous chunk's buffer is freed only now, after this one was allocated: freed first,
     // it sat at the top of the heap and glibc returned it to the OS, so every chunk's buffer
@@ -336,13 +337,15 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   const int64_t chunk = layer_detail::backward_chunk_steps(s, G, input.element_size());
   const int64_t chunks = (s.steps + chunk - 1) / chunk;
   const int64_t max_chunk_rows = std::min(N, chunk * s.batch);
-  at::Tensor grad_gates = at::empty({max_chunk_rows, G}, options);
-  at::Tensor grad_h_chunk = has_proj ? at::empty({max_chunk_rows, P}, options) : at::Tensor();
+  at::Tensor grad_gates = Backend::empty({max_chunk_rows, G}, options);
+  at::Tensor grad_h_chunk =
+      has_proj ? Backend::empty({max_chunk_rows, P}, options) : at::Tensor();
   at::Tensor grad_h_state = grad_h_n.contiguous().clone();
   at::Tensor grad_c_state = grad_c_n.contiguous().clone();
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
   const auto skipped = [&] { return at::empty({0}, options); };
-  at::Tensor grad_input = need_input_grad ? at::empty({N, shape.input_size}, options) : skipped();
+  at::Tensor grad_input =
+      need_input_grad ? Backend::empty({N, shape.input_size}, options) : skipped();
   at::Tensor grad_w_ih_t, grad_w_hh_t, grad_bias, grad_w_hr;
 
   // The fused backward (where the back-end has one) runs a chunk's steps in one call; the step
