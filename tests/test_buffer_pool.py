@@ -3,6 +3,8 @@ come from blocks kept across calls, so a repeated call reuses memory instead of 
 fresh memory in; the cache is bounded and can be emptied, and tensors from it behave like any
 other tensor."""
 
+import multiprocessing
+
 import pytest
 import torch
 
@@ -66,3 +68,21 @@ def test_pooled_tensors_behave_like_others():
     out[50:] = 1.0
     assert out.sum().isfinite()
     assert torch.equal(out.clone()[:50], values)
+
+
+def _sum_of_layer_output(_):
+    torch.set_num_threads(1)  # as DataLoader workers do: OpenMP's pool does not survive fork
+    return float(layer_output(50).sum())
+
+
+def test_forked_children_use_the_pool():
+    # The pool's lock is held across fork and released on both sides (pthread_atfork); a child
+    # forked after the parent used the pool computes as the parent does.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the children's thread count: the same arithmetic, bit for bit
+    try:
+        expected = float(layer_output(50).sum())
+    finally:
+        torch.set_num_threads(threads)
+    with multiprocessing.get_context("fork").Pool(2) as workers:
+        assert workers.map(_sum_of_layer_output, range(2)) == [expected, expected]

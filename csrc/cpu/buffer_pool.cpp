@@ -5,6 +5,8 @@
 #include <c10/core/impl/alloc_cpu.h>
 #include <c10/util/accumulate.h>
 
+#include <pthread.h>
+
 #include <map>
 #include <mutex>
 
@@ -41,6 +43,9 @@ class BufferPool final : public c10::Allocator {
   void copy_data(void* dest, const void* src, std::size_t count) const override {
     default_copy_data(dest, src, count);
   }
+
+  void lock() { mutex_.lock(); }
+  void unlock() { mutex_.unlock(); }
 
   int64_t cached_bytes() {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -98,7 +103,13 @@ class BufferPool final : public c10::Allocator {
 
 // Never destroyed: tensors from it may be freed during interpreter shutdown.
 BufferPool& pool() {
-  static BufferPool* const instance = new BufferPool();
+  static BufferPool* const instance = [] {
+    auto* created = new BufferPool();
+    // A fork while another thread holds the lock would leave it held forever in the child (a
+    // DataLoader worker, say): hold it across fork, release it on both sides.
+    pthread_atfork([] { pool().lock(); }, [] { pool().unlock(); }, [] { pool().unlock(); });
+    return created;
+  }();
   return *instance;
 }
 
