@@ -16,17 +16,24 @@ namespace fusedlstm::cpu {
 
 namespace {
 
-// FUSEDLSTM_CPU_STEP=fused / =gemm forces the per-step strategy (tests run both on every shape).
-std::string forced_strategy() {
-  const char* env = std::getenv("FUSEDLSTM_CPU_STEP");
+// The value of environment variable `name`, or "" when unset.
+std::string env_value(const char* name) {
+  const char* env = std::getenv(name);
   return env == nullptr ? std::string() : std::string(env);
+}
+
+// FUSEDLSTM_CPU_STEP=fused / =gemm forces the per-step strategy (tests run both on every shape).
+// Read once per process, as every run-time switch here.
+const std::string& forced_strategy() {
+  static const std::string value = env_value("FUSEDLSTM_CPU_STEP");
+  return value;
 }
 
 // FUSEDLSTM_CPU_INPUT_FUSION=0 turns input fusion off, =1 on at any batch size (A/B measurements;
 // tests run all three).
-std::string forced_input_fusion() {
-  const char* env = std::getenv("FUSEDLSTM_CPU_INPUT_FUSION");
-  return env == nullptr ? std::string() : std::string(env);
+const std::string& forced_input_fusion() {
+  static const std::string value = env_value("FUSEDLSTM_CPU_INPUT_FUSION");
+  return value;
 }
 
 void cpu_relax() {
@@ -121,7 +128,7 @@ at::Tensor pack_weight(const at::Tensor& weight, int64_t blocks, int64_t width) 
 }  // namespace
 
 bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
-  static const std::string forced = forced_strategy();
+  const std::string& forced = forced_strategy();
   if (forced == "gemm" || aten_gemms_only()) return false;
   if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return false;
   if (forced == "fused") return true;
@@ -134,7 +141,7 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
 
 bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                           bool inference) {
-  static const std::string forced = forced_input_fusion();
+  const std::string& forced = forced_input_fusion();
   const int64_t min_rows = inference ? kInputFusionMinRows : kInputFusionMinRowsTraining;
   return w_ih.defined() && forced != "0" && w_ih.scalar_type() == at::kFloat &&
          w_ih.device().is_cpu() && w_ih.dim() == 2 && w_ih.size(0) == w_hh.size(0) &&
@@ -144,8 +151,8 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                              int64_t calls) {
   if (fused_step_applies(w_hh, max_rows, calls)) return true;
-  static const bool forced = !forced_strategy().empty();  // fused: applied above; gemm: never
-  if (forced || aten_gemms_only() || calls <= 1) return false;
+  // forced fused: applied above; forced gemm: never
+  if (!forced_strategy().empty() || aten_gemms_only() || calls <= 1) return false;
   if (!input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) ||
       w_hh.scalar_type() != at::kFloat) {
     return false;

@@ -212,29 +212,26 @@ inline void for_each_row_tile(int64_t rows, const Tile& tile) {
 // right after its last chunk, while in L1.
 inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
   const int64_t rows = a.pointwise.rows;
-  const FusedOperand recurrent = recurrent_operand(a);
-  const FusedOperand input = input_operand(a);
-  const auto k_step = [&](const FusedOperand& op) {
-    return rows > kFusedRows ? kFusedInnerChunk : std::max<int64_t>(op.inner, 1);
-  };
-  for (int64_t block = block_begin; block < block_end; ++block) {
-    if ((a.parts & kFusedInputPart) != 0 && input.rows != nullptr) {
-      for (int64_t k0 = 0; k0 < input.inner; k0 += k_step(input)) {
-        const int64_t k1 = std::min(input.inner, k0 + k_step(input));
-        for_each_row_tile(rows, [&](auto n, int64_t row) {
-          fused_accumulate<decltype(n)::value>(a, input, row, block, k0, k1, k0 == 0);
-        });
-      }
-    }
-    if ((a.parts & kFusedRecurrentPart) == 0) continue;
-    const int64_t K = recurrent.inner;
-    for (int64_t k0 = 0; k0 < K; k0 += k_step(recurrent)) {
-      const int64_t k1 = std::min(K, k0 + k_step(recurrent));
+  // op's product for one block over its k chunks and row tiles; `init`: the first chunk starts
+  // from the bias (the input part), `gate_math`: the pointwise step after a tile's last chunk.
+  const auto accumulate = [&](const FusedOperand& op, int64_t block, bool init, bool gate_math) {
+    const int64_t K = op.inner;
+    const int64_t k_step = rows > kFusedRows ? kFusedInnerChunk : std::max<int64_t>(K, 1);
+    for (int64_t k0 = 0; k0 < K; k0 += k_step) {
+      const int64_t k1 = std::min(K, k0 + k_step);
       for_each_row_tile(rows, [&](auto n, int64_t row) {
-        fused_accumulate<decltype(n)::value>(a, recurrent, row, block, k0, k1, false);
-        if (k1 == K) block_units<ForwardUnits>(a.pointwise, row, decltype(n)::value, block);
+        fused_accumulate<decltype(n)::value>(a, op, row, block, k0, k1, init && k0 == 0);
+        if (gate_math && k1 == K) {
+          block_units<ForwardUnits>(a.pointwise, row, decltype(n)::value, block);
+        }
       });
     }
+  };
+  const bool input_part = (a.parts & kFusedInputPart) != 0 && a.x != nullptr;
+  const bool recurrent_part = (a.parts & kFusedRecurrentPart) != 0;
+  for (int64_t block = block_begin; block < block_end; ++block) {
+    if (input_part) accumulate(input_operand(a), block, /*init=*/true, /*gate_math=*/false);
+    if (recurrent_part) accumulate(recurrent_operand(a), block, /*init=*/false, /*gate_math=*/true);
   }
 }
 
