@@ -107,30 +107,36 @@ def nvidia_include_dirs() -> list[str]:
     return list(dict.fromkeys(dirs))
 
 
-# Per-capability pointwise kernels, each compiled alone with its -m flags (as ATen compiles its own
-# kernels) into a static library linked into the CPU extension; chosen at run time.
+# Per-capability kernels, each compiled alone with its -m flags (as ATen compiles its own kernels)
+# into a static library linked into the CPU extension; chosen at run time. name: (source,
+# CPU_CAPABILITY namespace, -m flags). The bfloat16 fused step is AVX-512 code with the BF16 dot
+# product, in a namespace of its own (see csrc/cpu/fused_step_bf16.cpp).
+AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"]
 CAPABILITIES = {
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c"],
+    "avx2": ("pointwise_cpu_avx2.cpp", "AVX2", ["-mavx2", "-mfma", "-mf16c"]),
+    "avx512": ("pointwise_cpu_avx512.cpp", "AVX512", AVX512_FLAGS),
+    "avx512_bf16": ("fused_step_bf16.cpp", "AVX512_BF16", [*AVX512_FLAGS, "-mavx512bf16"]),
 }
 capability_libraries = [
     (
         f"fusedlstm_{name}",
         {
-            "sources": [str(CSRC / "cpu" / f"pointwise_cpu_{name}.cpp")],
+            "sources": [str(CSRC / "cpu" / source)],
             "include_dirs": INCLUDE + include_paths(),
             # ATen's vector headers trip -Wall (Python's CFLAGS) in ways that are theirs to fix.
             "cflags": ["-std=c++20", "-fPIC", ABI, *OPT, *flags,
                        "-Wno-unknown-pragmas", "-Wno-maybe-uninitialized",
-                       f"-DCPU_CAPABILITY={name.upper()}", f"-DCPU_CAPABILITY_{name.upper()}"],
+                       f"-DCPU_CAPABILITY={namespace}", "-DCPU_CAPABILITY_AVX512"
+                       if namespace.startswith("AVX512") else f"-DCPU_CAPABILITY_{namespace}"],
         },
     )
-    for name, flags in CAPABILITIES.items()
+    for name, (source, namespace, flags) in CAPABILITIES.items()
 ] if X86 else []
 
 cpu_sources = [
     CSRC / "ops.cpp",
     CSRC / "cpu" / "ops_cpu.cpp",
+    CSRC / "cpu" / "layer_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu_default.cpp",
     CSRC / "cpu" / "cpu_gemm.cpp",

@@ -44,8 +44,8 @@ def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
             for mode in MODES:
                 cases.append((Case(shape, mode, device, dtype), layer_impls))
     if device == "cpu" and not quick:
-        # bfloat16 on the CPU: fused vs nn.LSTM, on the two large main shapes
-        for shape in MAIN_SHAPES[:2]:
+        # bfloat16 on the CPU: fused vs nn.LSTM (and the GEMM rooflines) on the main shapes
+        for shape in MAIN_SHAPES:
             for mode in MODES:
                 cases.append((Case(shape, mode, device, torch.bfloat16),
                               ("fused", "nn", *ROOFLINE_IMPLS)))

@@ -5,7 +5,7 @@ import platform
 import torch
 
 import fusedlstm
-from fusedlstm import _build_info
+from fusedlstm import _build_info, cpu_kernels
 
 
 def main() -> None:
@@ -21,6 +21,7 @@ def main() -> None:
         ("debug build", _build_info.DEBUG),
         ("GPU available", torch.cuda.is_available()),
         ("CPU kernel capability", torch.backends.cpu.get_cpu_capability()),
+        ("CPU bfloat16 fused step (vdpbf16ps)", cpu_kernels.bf16_fused_step()),
         ("CPU threads (torch.get_num_threads)", torch.get_num_threads()),
     ]
     width = max(len(name) for name, _ in rows)

@@ -1,5 +1,7 @@
 """Loads the compiled extensions, which register the torch.ops.fusedlstm.* ops."""
 
+import ctypes
+import functools
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,13 @@ def _find(stem: str) -> Path | None:
 def cpu_library():
     """Path of the CPU extension (_C), which load() loaded."""
     return _find("_C")
+
+
+@functools.cache
+def cpu_c_functions() -> ctypes.CDLL:
+    """The CPU extension's plain C functions (extern "C": no binding layer). The extension is
+    already loaded (torch.ops.load_library); this returns the same handle."""
+    return ctypes.CDLL(str(cpu_library()))
 
 
 def load() -> bool:

@@ -14,8 +14,7 @@ from . import _loader
 
 @functools.cache
 def _library() -> ctypes.CDLL:
-    # The extension is already loaded (torch.ops.load_library); this returns the same handle.
-    library = ctypes.CDLL(str(_loader.cpu_library()))
+    library = _loader.cpu_c_functions()
     for name in ("fusedlstm_cpu_cached_bytes", "fusedlstm_release_cpu_buffers"):
         getattr(library, name).restype = ctypes.c_int64
         getattr(library, name).argtypes = []

@@ -4,6 +4,7 @@ The oracle is torch.nn.LSTM / nn.LSTMCell (and gradcheck / opcheck); fusedlstm's
 never the reference.
 """
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -35,6 +36,17 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float
     scale = expected.abs().max().clamp_min(1e-6)
     error = (actual - expected).abs().max()
     assert error <= rel * scale, f"{what}: max error {error:.3g} > {rel} * {scale:.3g}"
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """torch.set_num_threads(n) for the block (the CPU kernels' slices: 1 or n per step)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_suite_with_env(env: dict, selection: list[str]) -> None:

@@ -6,11 +6,10 @@ calls (packing must see the new values); training and inference (input fusion) a
 results against nn.LSTM in float64.
 """
 
-import contextlib
 
 import pytest
 import torch
-from conftest import assert_close_scaled
+from conftest import assert_close_scaled, threads
 from lstm_pairs import loss_of, make_pair
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -26,16 +25,6 @@ SHAPES = [
     (4, 8, 12, 21, 2, True),
     (3, 4, 6, 7, 1, False),
 ]
-
-
-@contextlib.contextmanager
-def threads(n):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pair(input_size, hidden_size, layers, bidirectional):

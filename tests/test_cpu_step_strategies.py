@@ -26,7 +26,8 @@ def test_parity_suite_with_forced_step_strategy(env):
     # rows by default): forced on and off here, so both run on every shape.
     run_suite_with_env(env,
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
-                        "test_reliability.py", "-k", "not compile and not 2_pow_31"])
+                        "test_reliability.py", "test_cpu_bf16.py",
+                        "-k", "not compile and not 2_pow_31"])
 
 
 @pytest.mark.slow
@@ -47,7 +48,7 @@ def test_parity_suite_on_other_cpu_capabilities(capability):
     run_suite_with_env(env,
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
                         "test_cell_parity.py", "test_activations.py", "test_cpu_kernels.py",
-                        "-k", "not compile and not 2_pow_31"])
+                        "test_cpu_bf16.py", "-k", "not compile and not 2_pow_31"])
 
 
 @pytest.mark.slow
@@ -62,3 +63,17 @@ def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
                         "FUSEDLSTM_CPU_STEP": strategy},
                        ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
                         "test_cpu_kernels.py", "-k", "not compile and not 2_pow_31"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["bf16", "float"])
+def test_bf16_training_routes(route):
+    # bfloat16 training computes in float32 for small layers and in bfloat16 (GEMMs, the
+    # pointwise passes on bfloat16 buffers) for larger ones; the suite's shapes are all small, so
+    # each route is forced here (FUSEDLSTM_CPU_BF16_TRAINING), with backward chunks of one step
+    # for the bfloat16 route's chunked weight-gradient sums.
+    env = {"FUSEDLSTM_CPU_BF16_TRAINING": route}
+    if route == "bf16":
+        env["FUSEDLSTM_BACKWARD_CHUNK_STEPS"] = "1"
+    run_suite_with_env(env, ["test_cpu_bf16.py", "test_lstm_parity.py", "test_layer_ops.py",
+                             "-k", "bf16 or bfloat16 or reduced"])

@@ -40,19 +40,26 @@ def test_gradcheck(case, reverse):
     assert torch.autograd.gradcheck(layer, args)
 
 
+# bfloat16: its own CPU paths (the fused inference step on the BF16 dot product, training in
+# float32 for small layers) behind the same op contract.
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("requires_grad", [True, False])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
-def test_opcheck_lstm_layer(case, reverse, requires_grad):
-    args = layer_args(**case, requires_grad=requires_grad, dtype=torch.float32)
+def test_opcheck_lstm_layer(case, reverse, requires_grad, dtype):
+    args = layer_args(**case, requires_grad=requires_grad, dtype=dtype)
     train = fusedlstm.ops.needs_backward(*args[:-1])
     torch.library.opcheck(torch.ops.fusedlstm.lstm_layer.default, (*args, reverse, train))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("case", CASES, ids=[str(c) for c in CASES])
-def test_opcheck_lstm_layer_backward(case):
+def test_opcheck_lstm_layer_backward(case, dtype):
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes = layer_args(
-        **case, requires_grad=False, dtype=torch.float32)
+        **case, requires_grad=False, dtype=dtype)
     out, h_n, c_n, gates, cells = torch.ops.fusedlstm.lstm_layer(
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, True, True)
     for need_input_grad, need_weight_grads in [(True, True), (False, True), (True, False)]:

@@ -113,6 +113,31 @@ at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lan
   return packed;
 }
 
+// bfloat16 W (4H, inner) packed as [block][k / 2][gate][lane][k % 2] (the bfloat16 step's
+// layout: each lane's pair of k is one 32-bit element of the dot product), zero past H and K.
+at::Tensor pack_weight_pairs(const at::Tensor& weight, int64_t blocks, int64_t width) {
+  const at::Tensor w = weight.contiguous();
+  const auto* src = reinterpret_cast<const uint16_t*>(w.const_data_ptr());
+  const int64_t hidden = w.size(0) / 4;
+  const int64_t inner = w.size(1);
+  const int64_t pairs = (inner + 1) / 2;
+  at::Tensor packed = pooled_empty({blocks * pairs * 4 * width * 2}, w.options()).zero_();
+  auto* dst = reinterpret_cast<uint16_t*>(packed.data_ptr());
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t lanes = std::min(width, hidden - block * width);
+      for (int64_t gate = 0; gate < 4; ++gate) {
+        for (int64_t lane = 0; lane < lanes; ++lane) {
+          const uint16_t* row = src + (gate * hidden + block * width + lane) * inner;
+          uint16_t* out = dst + ((block * pairs * 4 + gate) * width + lane) * 2;
+          for (int64_t k = 0; k < inner; ++k) out[((k / 2) * 4 * width) * 2 + k % 2] = row[k];
+        }
+      }
+    }
+  });
+  return packed;
+}
+
 // W (4H, inner) packed as [block][k][gate][lane] (the fused step's weight layout).
 at::Tensor pack_weight(const at::Tensor& weight, int64_t blocks, int64_t width) {
   const at::Tensor w = weight.contiguous();
@@ -161,6 +186,35 @@ bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int
   return max_rows <= kInputFusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
 }
 
+FusedBlocksFn selected_bf16_fused_forward() {
+#if defined(FUSEDLSTM_X86_KERNELS)
+  static const FusedBlocksFn kernel = []() -> FusedBlocksFn {
+    if (std::string(selected_row_kernels().capability) != "AVX512") return nullptr;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") ? &fused_forward_blocks_bf16 : nullptr;
+  }();
+  return kernel;
+#else
+  return nullptr;
+#endif
+}
+
+bool bf16_fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                  int64_t max_rows, int64_t calls) {
+  const std::string& forced = forced_strategy();
+  if (forced == "gemm" || aten_gemms_only() || selected_bf16_fused_forward() == nullptr) {
+    return false;
+  }
+  if (w_hh.scalar_type() != at::kBFloat16 || !w_hh.device().is_cpu() || !w_ih.defined() ||
+      w_ih.scalar_type() != at::kBFloat16 || w_ih.dim() != 2 || w_ih.size(1) == 0 ||
+      forced_input_fusion() == "0") {
+    return false;
+  }
+  if (forced == "fused") return true;
+  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * 2;
+  return calls > 1 && max_rows <= kBf16FusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
+}
+
 int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 #if AT_PARALLEL_OPENMP
   // Waiting on other slices needs them to run at the same time: OpenMP's team threads do;
@@ -178,6 +232,19 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
                                        const at::Tensor& w_ih, const at::Tensor& bias,
                                        bool inference) {
+  if (w_hh.scalar_type() == at::kBFloat16) {
+    if (!inference || !bf16_fused_inference_applies(w_ih, w_hh, max_rows, calls)) return;
+    dtype_ = at::kBFloat16;
+    width_ = kBf16BlockWidth;
+    kernel_ = selected_bf16_fused_forward();
+    inner_ = w_hh.size(1);
+    input_inner_ = w_ih.size(1);
+    blocks_ = (w_hh.size(0) / 4 + width_ - 1) / width_;
+    packed_ = pack_weight_pairs(w_hh, blocks_, width_);
+    packed_input_ = pack_weight_pairs(w_ih, blocks_, width_);
+    if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();
+    return;
+  }
   const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
                                  : fused_step_applies(w_hh, max_rows, calls);
   if (!applies) return;
@@ -201,25 +268,35 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
     // (an empty batch has no input rows to point at)
     const bool input_as_fused =
         fuses_input() ? steps[i].x != nullptr || steps[i].pointwise.rows == 0 : !steps[i].x;
-    TORCH_CHECK(steps[i].pointwise.h_copy == nullptr && steps[i].pointwise.dtype == at::kFloat &&
+    TORCH_CHECK(steps[i].pointwise.h_copy == nullptr && steps[i].pointwise.dtype == dtype_ &&
                     input_as_fused,
                 "FusedRecurrentStep: bad arguments");
     max_rows = std::max(max_rows, steps[i].pointwise.rows);
   }
   const FusedBlocksFn kernel = kernel_;
-  const float* packed = packed_.const_data_ptr<float>();
-  const float* packed_input = fuses_input() ? packed_input_.const_data_ptr<float>() : nullptr;
+  const void* packed = packed_.const_data_ptr();
+  const void* packed_input = fuses_input() ? packed_input_.const_data_ptr() : nullptr;
   const float* bias = bias_.defined() ? bias_.const_data_ptr<float>() : nullptr;
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype_));
+  // Row `first` of a buffer of rows of `stride` elements.
+  const auto at_row = [&](const void* base, int64_t first, int64_t stride) {
+    return base == nullptr ? nullptr
+                           : static_cast<const void*>(static_cast<const char*>(base) +
+                                                      first * stride * elem);
+  };
   // Kernel arguments for rows [first, first + count) of a step, whose h_{t-1} rows start at h.
   const auto rows_args = [&](const RecurrentStep& step, int64_t first, int64_t count,
                              const void* h, int64_t h_stride, int parts) {
-    const float* x = static_cast<const float*>(step.x);
-    return FusedStepArgs{rows_of(step.pointwise, first, count),
-                         static_cast<const float*>(h) + first * h_stride,
+    PointwiseForwardArgs pointwise = rows_of(step.pointwise, first, count);
+    // (rows_of moved preact by elements of dtype_; a bfloat16 step's preact is float32)
+    pointwise.preact =
+        static_cast<const float*>(step.pointwise.preact) + first * 4 * pointwise.hidden;
+    return FusedStepArgs{pointwise,
+                         at_row(h, first, h_stride),
                          h_stride,
                          inner_,
                          packed,
-                         x == nullptr ? nullptr : x + first * step.x_stride,
+                         at_row(step.x, first, step.x_stride),
                          step.x_stride,
                          input_inner_,
                          packed_input,
@@ -291,3 +368,8 @@ void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
 }
 
 }  // namespace fusedlstm::cpu
+
+// For fusedlstm.cpu_kernels (ctypes).
+extern "C" int fusedlstm_cpu_bf16_fused_step() {
+  return fusedlstm::cpu::selected_bf16_fused_forward() != nullptr ? 1 : 0;
+}

@@ -1,8 +1,8 @@
-// The CPU's fused recurrent steps (float32): per step, the recurrent GEMM and the gate math in
-// one pass over blocks of hidden units, W_hh packed once per call (fused_step_kernel.h has the
-// kernels); with input fusion the step's input projection too. Chosen for small batches, where a
-// GEMM call per step costs more in overhead than in arithmetic, and in inference for batches up to
-// a few hundred rows (the rules below).
+// The CPU's fused recurrent steps: per step, the recurrent GEMM and the gate math in one pass over
+// blocks of hidden units, W_hh packed once per call (fused_step_kernel.h has the float32 kernels,
+// fused_step_bf16.cpp the bfloat16 inference one); with input fusion the step's input projection
+// too. Chosen for small batches, where a GEMM call per step costs more in overhead than in
+// arithmetic, and in inference for batches up to a few hundred rows (the rules below).
 //
 // Several steps run in one parallel region: each thread owns a fixed slice of hidden-unit blocks
 // for all of them (its slice of the packed W_hh stays in its cache), and a step starts once every
@@ -67,6 +67,12 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                              int64_t calls);
 
+// bfloat16 (inference, with input fusion, on CPUs with avx512_bf16): up to 256 rows while
+// W_ih + W_hh fit in 20 MiB, as the float32 inference rule; FUSEDLSTM_CPU_STEP forces it too.
+constexpr int64_t kBf16FusedMaxRows = 256;
+bool bf16_fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                  int64_t max_rows, int64_t calls);
+
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
 int64_t slices_for(int64_t macs_per_step, int64_t blocks);
@@ -86,6 +92,12 @@ class FusedRecurrentStep {
   // thread's cache from step to step.
   bool fuses_input() const { return packed_input_.defined(); }
 
+  // The element type of the pre-activation buffer the steps' `preact` points to, for a layer of
+  // `dtype`: float32 for a bfloat16 step (its sums stay float32 until the gate math).
+  at::ScalarType preact_dtype(at::ScalarType dtype) const {
+    return active() && dtype_ == at::kBFloat16 ? at::kFloat : dtype;
+  }
+
   // Runs `count` consecutive steps; a step must not write its own h_{t-1}.
   void forward_steps(const RecurrentStep* steps, int64_t count) const;
 
@@ -98,6 +110,7 @@ class FusedRecurrentStep {
   int64_t blocks_ = 0;
   int64_t width_ = 0;  // hidden units per block
   FusedBlocksFn kernel_ = nullptr;
+  at::ScalarType dtype_ = at::kFloat;  // of the layer: float32, or bfloat16 (fused_step_bf16.cpp)
 };
 
 // Backward: dL/dh_t = dgates_{t+1} W_hh for the step's rows, then the pointwise backward step.

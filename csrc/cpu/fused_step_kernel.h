@@ -42,11 +42,13 @@ struct FusedOperand {
 };
 
 inline FusedOperand recurrent_operand(const FusedStepArgs& a) {
-  return {static_cast<const float*>(a.h_prev), a.h_prev_stride, a.inner, a.packed_weight};
+  return {static_cast<const float*>(a.h_prev), a.h_prev_stride, a.inner,
+          static_cast<const float*>(a.packed_weight)};
 }
 
 inline FusedOperand input_operand(const FusedStepArgs& a) {
-  return {a.x, a.x_stride, a.x_inner, a.packed_input_weight};
+  return {static_cast<const float*>(a.x), a.x_stride, a.x_inner,
+          static_cast<const float*>(a.packed_input_weight)};
 }
 
 // What a tile's sums are added to for gate g: the pre-activations so far, or, for the first part
@@ -156,8 +158,10 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, 
 
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
 // one block's units of rows [row0, row0 + rows): up to kLockstep rows at a time in lockstep (their
-// activations interleave, see vector_activations.h), or per lane for a ragged last block.
-template <template <typename, typename> class Units, typename Args>
+// activations interleave, see vector_activations.h) with the lane policy RowPack (float32
+// buffers: RowPackLanes), or per lane for a ragged last block.
+template <template <typename, typename> class Units, typename scalar_t = float,
+          template <int> class RowPack = RowPackLanes, typename Args>
 inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
   constexpr int64_t V = FusedVec::size();
   static_assert(kLockstep == 4, "the remainder below covers 1-3 rows");
@@ -165,19 +169,21 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
   if (lanes < V) {
     for (int64_t row = row0; row < row0 + rows; ++row) {
-      for (int64_t j = j0; j < j0 + lanes; ++j) Units<float, ScalarLanes<float>>::run(a, row, j);
+      for (int64_t j = j0; j < j0 + lanes; ++j) {
+        Units<scalar_t, ScalarLanes<scalar_t>>::run(a, row, j);
+      }
     }
     return;
   }
   int64_t row = row0;
   for (; row + kLockstep <= row0 + rows; row += kLockstep) {
-    Units<float, RowPackLanes<kLockstep>>::run(a, row, j0);
+    Units<scalar_t, RowPack<kLockstep>>::run(a, row, j0);
   }
   switch (row0 + rows - row) {
     case 0: break;
-    case 1: Units<float, RowPackLanes<1>>::run(a, row, j0); break;
-    case 2: Units<float, RowPackLanes<2>>::run(a, row, j0); break;
-    default: Units<float, RowPackLanes<3>>::run(a, row, j0); break;
+    case 1: Units<scalar_t, RowPack<1>>::run(a, row, j0); break;
+    case 2: Units<scalar_t, RowPack<2>>::run(a, row, j0); break;
+    default: Units<scalar_t, RowPack<3>>::run(a, row, j0); break;
   }
 }
 
@@ -207,32 +213,55 @@ inline void for_each_row_tile(int64_t rows, const Tile& tile) {
   }
 }
 
+// The float32 step's tile for fused_forward_blocks_with: operands of float rows and weights, the
+// tile above, the gate math on float32 buffers.
+struct Float32Tile {
+  static constexpr int64_t kInnerChunk = kFusedInnerChunk;
+  static FusedOperand input(const FusedStepArgs& a) { return input_operand(a); }
+  static FusedOperand recurrent(const FusedStepArgs& a) { return recurrent_operand(a); }
+  template <int R>
+  static void accumulate(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
+                         int64_t block, int64_t k0, int64_t k1, bool init) {
+    fused_accumulate<R>(a, op, row0, block, k0, k1, init);
+  }
+  static void gate_math(const PointwiseForwardArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    block_units<ForwardUnits>(a, row0, rows, block);
+  }
+};
+
 // Per block, the parts of the step that `a.parts` asks for: bias + x_t W_ih^T (input fusion),
 // then + h_{t-1} W_hh^T, each in k chunks over the row tiles, and the gate math on a tile's units
-// right after its last chunk, while in L1.
-inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
+// right after its last chunk, while in L1. Tile: the element type's operands, register tile and
+// gate math (Float32Tile above; the bfloat16 one in fused_step_bf16.cpp).
+template <class Tile>
+inline void fused_forward_blocks_with(const FusedStepArgs& a, int64_t block_begin,
+                                      int64_t block_end) {
   const int64_t rows = a.pointwise.rows;
   // op's product for one block over its k chunks and row tiles; `init`: the first chunk starts
   // from the bias (the input part), `gate_math`: the pointwise step after a tile's last chunk.
-  const auto accumulate = [&](const FusedOperand& op, int64_t block, bool init, bool gate_math) {
+  const auto accumulate = [&](const auto& op, int64_t block, bool init, bool gate_math) {
     const int64_t K = op.inner;
-    const int64_t k_step = rows > kFusedRows ? kFusedInnerChunk : std::max<int64_t>(K, 1);
+    const int64_t k_step = rows > kFusedRows ? Tile::kInnerChunk : std::max<int64_t>(K, 1);
     for (int64_t k0 = 0; k0 < K; k0 += k_step) {
       const int64_t k1 = std::min(K, k0 + k_step);
       for_each_row_tile(rows, [&](auto n, int64_t row) {
-        fused_accumulate<decltype(n)::value>(a, op, row, block, k0, k1, init && k0 == 0);
-        if (gate_math && k1 == K) {
-          block_units<ForwardUnits>(a.pointwise, row, decltype(n)::value, block);
-        }
+        Tile::template accumulate<decltype(n)::value>(a, op, row, block, k0, k1, init && k0 == 0);
+        if (gate_math && k1 == K) Tile::gate_math(a.pointwise, row, decltype(n)::value, block);
       });
     }
   };
   const bool input_part = (a.parts & kFusedInputPart) != 0 && a.x != nullptr;
   const bool recurrent_part = (a.parts & kFusedRecurrentPart) != 0;
   for (int64_t block = block_begin; block < block_end; ++block) {
-    if (input_part) accumulate(input_operand(a), block, /*init=*/true, /*gate_math=*/false);
-    if (recurrent_part) accumulate(recurrent_operand(a), block, /*init=*/false, /*gate_math=*/true);
+    if (input_part) accumulate(Tile::input(a), block, /*init=*/true, /*gate_math=*/false);
+    if (recurrent_part) {
+      accumulate(Tile::recurrent(a), block, /*init=*/false, /*gate_math=*/true);
+    }
   }
+}
+
+inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
+  fused_forward_blocks_with<Float32Tile>(a, block_begin, block_end);
 }
 
 // The backward's recurrent GEMM for R rows and NB consecutive blocks of V output units j:

@@ -8,21 +8,26 @@
 
 namespace fusedlstm::cpu {
 
-// The fused recurrent step's arguments (float32 only): the pointwise step, plus h_{t-1} and the
-// packed W_hh (see fused_step_kernel.h). `preact` is updated in place: the kernel adds
-// h_{t-1} W_hh^T into it before the pointwise math reads it. With `x` set (input fusion), the
-// kernel first writes bias + x_t W_ih^T into `preact` itself: no input projection beforehand.
+// The fused recurrent step's arguments: the pointwise step, plus h_{t-1} and the packed W_hh
+// (see fused_step_kernel.h). `preact` is updated in place: the kernel adds h_{t-1} W_hh^T into
+// it before the pointwise math reads it. With `x` set (input fusion), the kernel first writes
+// bias + x_t W_ih^T into `preact` itself: no input projection beforehand.
+//
+// float32 steps: everything float32, weights packed as [block][k][gate][lane]. bfloat16 steps
+// (fused_step_bf16.cpp): h, x, c and the weights bfloat16, the weights packed as
+// [block][k / 2][gate][lane][k % 2] (pairs of k for the pairwise dot product), while `preact`
+// and `bias` are float32: the sums are accumulated and kept in float32 until the gate math.
 struct FusedStepArgs {
   PointwiseForwardArgs pointwise;
   const void* h_prev;  // (rows, inner) with row stride h_prev_stride
   int64_t h_prev_stride;
   int64_t inner;               // P, the size of h_{t-1}
-  const float* packed_weight;  // [block][k][gate][lane]
-  const float* x;              // (rows, x_inner) with row stride x_stride, or nullptr
+  const void* packed_weight;   // W_hh packed
+  const void* x;               // (rows, x_inner) with row stride x_stride, or nullptr
   int64_t x_stride;
-  int64_t x_inner;                   // I
-  const float* packed_input_weight;  // W_ih as [block][k][gate][lane]
-  const float* bias;                 // (4H) b_ih + b_hh, or nullptr for none
+  int64_t x_inner;                  // I
+  const void* packed_input_weight;  // W_ih packed the same way
+  const float* bias;                // (4H) b_ih + b_hh, or nullptr for none
   int parts;  // which of kFusedInputPart / kFusedRecurrentPart this call runs
 };
 
@@ -63,5 +68,14 @@ RowKernels row_kernels_avx512();
 
 // The kernels chosen for this process (honours ATEN_CPU_CAPABILITY, as ATen's own kernels do).
 const RowKernels& selected_row_kernels();
+
+// The bfloat16 fused forward step (fused_step_bf16.cpp, AVX-512 with the BF16 dot product
+// vdpbf16ps): block width 16. Only in x86-64 builds, called only where the CPU has avx512_bf16.
+void fused_forward_blocks_bf16(const FusedStepArgs& a, int64_t block_begin, int64_t block_end);
+
+// fused_forward_blocks_bf16 where this process may use it (the CPU has avx512_bf16 and the
+// selected capability is AVX512), otherwise nullptr.
+FusedBlocksFn selected_bf16_fused_forward();
+constexpr int64_t kBf16BlockWidth = 16;
 
 }  // namespace fusedlstm::cpu

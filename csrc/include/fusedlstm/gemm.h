@@ -6,7 +6,8 @@
 //                                 also the input projection of each chunk of steps)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
 //                                 back-end has one (active() says whether it applies; with
-//                                 fuses_input(), the input projection in the same pass)
+//                                 fuses_input(), the input projection in the same pass;
+//                                 preact_dtype(dtype), the type of its pre-activation buffer)
 //   Backend::FusedBackward        the same for the backward step
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
 // ones where that is faster (cpu/cpu_gemm.h).
@@ -81,6 +82,7 @@ struct NoFusedStep {
               const at::Tensor& /*w_ih*/, const at::Tensor& /*bias*/, bool /*inference*/) {}
   bool active() const { return false; }
   bool fuses_input() const { return false; }
+  at::ScalarType preact_dtype(at::ScalarType dtype) const { return dtype; }
   template <class Step>
   void forward_steps(const Step* /*steps*/, int64_t /*count*/) const {}
   template <class Step>

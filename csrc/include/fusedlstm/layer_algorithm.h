@@ -209,7 +209,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     const int64_t row_hi = rows_of_chunk.row_hi;
     at::Tensor gates =
         input_fused
-            ? Backend::empty({train ? row_hi - row_lo : s.batch, G}, options)
+            ? Backend::empty({train ? row_hi - row_lo : s.batch, G},
+                             options.dtype(fused.preact_dtype(input.scalar_type())))
             : input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
     // The previous chunk's buffer is freed only now, after this one was allocated: freed first,
     // it sat at the top of the heap and glibc returned it to the OS, so every chunk's buffer
@@ -226,7 +227,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
       const int64_t t = layer_detail::step_at(s, i, reverse);
       const int64_t rows = s.rows[t];
       const int64_t offset = s.row_offset[t];
-      char* step_gates_ptr = gates_base + (input_fused && !train ? 0 : offset - row_lo) * G * elem;
+      char* step_gates_ptr = gates_base + (input_fused && !train ? 0 : offset - row_lo) * G *
+                                              static_cast<int64_t>(gates.element_size());
       char* step_output_ptr = output_base + offset * P * elem;
       PointwiseForwardArgs args{input.scalar_type(), rows, H, step_gates_ptr, nullptr,
                                 train ? step_gates_ptr : nullptr, c_state.const_data_ptr(),

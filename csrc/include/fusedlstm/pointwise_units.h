@@ -24,7 +24,9 @@ template <typename scalar_t>
 struct ScalarLanes {
   using Compute = at::opmath_type<scalar_t>;
   static constexpr int64_t width = 1;
-  static C10_HOST_DEVICE inline Compute load(const scalar_t* p, int64_t /*row_stride*/) {
+  // Any element type: a bfloat16 step's float32 pre-activations are read with the same policy.
+  template <typename T>
+  static C10_HOST_DEVICE inline Compute load(const T* p, int64_t /*row_stride*/) {
     return static_cast<Compute>(*p);
   }
   static C10_HOST_DEVICE inline void store(scalar_t* p, int64_t /*row_stride*/, Compute v) {
@@ -32,27 +34,29 @@ struct ScalarLanes {
   }
 };
 
-// Forward of units [j, j + L::width) of one row. Offsets are 64-bit: row * 4H passes 2^31 for
-// large B * H.
-// Pre-activation of gate k (0..3 = i, f, g, o) of the units at `offset` of a row.
-template <typename scalar_t, typename L>
+// Pre-activation of gate k (0..3 = i, f, g, o) of the units at `offset` of a row. preact_t is
+// the type of preact and preact_addend: scalar_t, or float where a CPU fused step accumulates a
+// reduced-precision step's pre-activations in float32.
+template <typename preact_t, typename L>
 C10_HOST_DEVICE inline typename L::Compute load_preact(const PointwiseForwardArgs& a,
                                                        int64_t offset, int64_t k) {
   const int64_t at = offset + k * a.hidden;
   const int64_t G = 4 * a.hidden;
-  const auto pre = L::load(static_cast<const scalar_t*>(a.preact) + at, G);
+  const auto pre = L::load(static_cast<const preact_t*>(a.preact) + at, G);
   if (!a.preact_addend) return pre;
-  return pre + L::load(static_cast<const scalar_t*>(a.preact_addend) + at, G);
+  return pre + L::load(static_cast<const preact_t*>(a.preact_addend) + at, G);
 }
 
-template <typename scalar_t, typename L>
+// Forward of units [j, j + L::width) of one row. Offsets are 64-bit: row * 4H passes 2^31 for
+// large B * H.
+template <typename scalar_t, typename L, typename preact_t = scalar_t>
 C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
   const int64_t H = a.hidden;
   const int64_t gate_offset = row * 4 * H + j;
   const int64_t unit = row * H + j;
   const auto out = cell_forward<typename L::Compute>(
-      load_preact<scalar_t, L>(a, gate_offset, 0), load_preact<scalar_t, L>(a, gate_offset, 1),
-      load_preact<scalar_t, L>(a, gate_offset, 2), load_preact<scalar_t, L>(a, gate_offset, 3),
+      load_preact<preact_t, L>(a, gate_offset, 0), load_preact<preact_t, L>(a, gate_offset, 1),
+      load_preact<preact_t, L>(a, gate_offset, 2), load_preact<preact_t, L>(a, gate_offset, 3),
       L::load(static_cast<const scalar_t*>(a.c_prev) + unit, H));
   if (a.gates_out) {
     scalar_t* gates = static_cast<scalar_t*>(a.gates_out) + gate_offset;

@@ -1,0 +1,151 @@
+// The bfloat16 fused recurrent step (inference), AVX-512 with the BF16 dot product. setup.py
+// compiles this file alone with the AVX-512 flags plus -mavx512bf16, CPU_CAPABILITY=AVX512_BF16
+// (its own namespace: the inline functions it shares with the AVX-512 kernels may use BF16
+// instructions here and must not be merged with theirs) and CPU_CAPABILITY_AVX512 (at::vec's
+// 512-bit vectors); fused_step.cpp calls it only where the CPU reports avx512_bf16.
+//
+// The tile is the float32 one's (fused_step_kernel.h: 4 rows x 4 gates of 16 units in 16
+// accumulators), with vdpbf16ps in place of the FMA: each instruction multiplies 16 lanes by a
+// pair of k (two bfloat16 weights per lane against one broadcast pair of h or x) and adds both
+// products to float32 accumulators, so a k pair costs what one k costs in float32, from half the
+// weight bytes. The sums go to a float32 pre-activation buffer and the gate math reads them from
+// there in float32 (one rounding, to bfloat16, of h_t and c_t at the end, as nn.LSTM's).
+#include "pointwise_cpu_kernel.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+
+namespace fusedlstm::cpu {
+inline namespace CPU_CAPABILITY {
+namespace {
+
+using Bf16 = c10::BFloat16;
+constexpr int64_t V = kBf16BlockWidth;
+static_assert(V == FusedVec::size(), "the bfloat16 tile uses 512-bit vectors");
+
+// One float vector of units in each of N rows of bfloat16 buffers (float32 pre-activations),
+// computed in lockstep: RowPackLanes with a conversion on every load and store.
+template <int N>
+struct Bf16RowPackLanes {
+  using Compute = VecPack<N>;
+  static constexpr int64_t width = V;
+  static Compute load(const float* p, int64_t row_stride) {
+    Compute out;
+    each<N>([&](int i) { out.v[i] = FloatVec::loadu(p + i * row_stride); });
+    return out;
+  }
+  static Compute load(const Bf16* p, int64_t row_stride) {
+    Compute out;
+    each<N>([&](int i) { at::vec::load_to_float<Bf16>(p + i * row_stride, out.v[i]); });
+    return out;
+  }
+  // vcvtneps2bf16: one instruction for at::vec's eight-instruction rounding (both round to
+  // nearest even; it treats float32 subnormals as zero, which are far below bfloat16's
+  // resolution of the values here).
+  static void store(Bf16* p, int64_t row_stride, const Compute& v) {
+    each<N>([&](int i) {
+      const __m256bh packed = _mm512_cvtneps_pbh(v.v[i]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(p + i * row_stride),
+                          reinterpret_cast<const __m256i&>(packed));
+    });
+  }
+};
+
+// The forward units of a bfloat16 step whose pre-activations are float32.
+template <typename scalar_t, typename L>
+struct ForwardUnitsFloatPreact {
+  FUSEDLSTM_FLATTEN static void run(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
+    forward_units<scalar_t, L, float>(a, row, j);
+  }
+};
+
+// `rows` (bfloat16 bits, row stride `stride`, `inner` columns) times a weight packed as
+// [block][k / 2][gate][lane][k % 2].
+struct Bf16Operand {
+  const uint16_t* rows;
+  int64_t stride;
+  int64_t inner;
+  const uint16_t* packed;
+};
+
+// Elements k and k + 1 of a row as one 32-bit pair in every lane (k + 1 past the row's end: 0,
+// and not read).
+inline __m512bh broadcast_pair(const uint16_t* row, int64_t k, bool full) {
+  uint32_t bits = row[k];
+  if (full) std::memcpy(&bits, row + k, sizeof(bits));
+  return reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(bits)));
+}
+
+// Adds the k in [k0, k1) part (k0 even) of op.rows op.W^T for R rows x the 4 gates of one block
+// into the float32 pre-activations (or writes it over them plus the bias, when `init`).
+template <int R>
+inline void bf16_accumulate(const FusedStepArgs& a, const Bf16Operand& op, int64_t row0,
+                            int64_t block, int64_t k0, int64_t k1, bool init) {
+  const int64_t H = a.pointwise.hidden;
+  const int64_t K = op.inner;
+  const int64_t pairs = (K + 1) / 2;
+  const int64_t j0 = block * V;
+  const int64_t lanes = std::min<int64_t>(V, H - j0);
+  const uint16_t* w = op.packed + block * pairs * 4 * V * 2;
+  const uint16_t* rows[R];
+  each<R>([&](int r) { rows[r] = op.rows + (row0 + r) * op.stride; });
+  __m512 acc[R][4];
+  each<R>([&](int r) { each<4>([&](int g) { acc[r][g] = _mm512_setzero_ps(); }); });
+  const auto pair_step = [&](int64_t k, bool full) {
+    const uint16_t* wk = w + (k / 2) * 4 * V * 2;
+    __m512bh wv[4];
+    each<4>([&](int g) {
+      wv[g] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wk + g * V * 2));
+    });
+    each<R>([&](int r) {
+      const __m512bh x = broadcast_pair(rows[r], k, full);
+      each<4>([&](int g) { acc[r][g] = _mm512_dpbf16_ps(acc[r][g], wv[g], x); });
+    });
+  };
+  const int64_t full_end = std::min(k1, K & ~int64_t{1});
+  int64_t k = k0;
+  for (; k < full_end; k += 2) pair_step(k, /*full=*/true);
+  if (k < k1) pair_step(k, /*full=*/false);  // odd K: the last k alone
+  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
+  float* preact = static_cast<float*>(const_cast<void*>(a.pointwise.preact)) + row0 * 4 * H + j0;
+  each<R>([&](int r) {
+    each<4>([&](int g) {
+      float* p = preact + r * 4 * H + g * H;
+      const float* base = tile_base(a, p, g, j0, init);
+      const __m512 before =
+          base == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, base);
+      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, acc[r][g]));
+    });
+  });
+}
+
+struct Bf16Tile {
+  // k per pass over the row tiles: 256 k of a block's weights, 32 KiB as in float32.
+  static constexpr int64_t kInnerChunk = 2 * kFusedInnerChunk;
+  static Bf16Operand input(const FusedStepArgs& a) {
+    return {static_cast<const uint16_t*>(a.x), a.x_stride, a.x_inner,
+            static_cast<const uint16_t*>(a.packed_input_weight)};
+  }
+  static Bf16Operand recurrent(const FusedStepArgs& a) {
+    return {static_cast<const uint16_t*>(a.h_prev), a.h_prev_stride, a.inner,
+            static_cast<const uint16_t*>(a.packed_weight)};
+  }
+  template <int R>
+  static void accumulate(const FusedStepArgs& a, const Bf16Operand& op, int64_t row0,
+                         int64_t block, int64_t k0, int64_t k1, bool init) {
+    bf16_accumulate<R>(a, op, row0, block, k0, k1, init);
+  }
+  static void gate_math(const PointwiseForwardArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    block_units<ForwardUnitsFloatPreact, Bf16, Bf16RowPackLanes>(a, row0, rows, block);
+  }
+};
+
+}  // namespace
+}  // namespace CPU_CAPABILITY
+
+void fused_forward_blocks_bf16(const FusedStepArgs& a, int64_t block_begin, int64_t block_end) {
+  fused_forward_blocks_with<Bf16Tile>(a, block_begin, block_end);
+}
+
+}  // namespace fusedlstm::cpu
