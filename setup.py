@@ -115,7 +115,8 @@ AVX512_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2",
 CAPABILITIES = {
     "avx2": ("pointwise_cpu_avx2.cpp", "AVX2", ["-mavx2", "-mfma", "-mf16c"]),
     "avx512": ("pointwise_cpu_avx512.cpp", "AVX512", AVX512_FLAGS),
-    "avx512_bf16": ("fused_step_bf16.cpp", "AVX512_BF16", [*AVX512_FLAGS, "-mavx512bf16"]),
+    "avx512_bf16": ("fused_step_bf16.cpp", "AVX512_BF16",
+                    [*AVX512_FLAGS, "-mavx512bf16"]),
 }
 capability_libraries = [
     (

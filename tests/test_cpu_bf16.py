@@ -1,13 +1,14 @@
-"""The CPU's bfloat16 paths against nn.LSTM in float64: the fused inference step built on the CPU's
-bfloat16 dot product (vdpbf16ps: pairs of k, float32 sums), and training, which small layers
-compute in float32 (csrc/cpu/layer_cpu.h).
+"""The CPU's bfloat16 paths against nn.LSTM in float64: the fused steps built on the CPU's
+bfloat16 dot product (vdpbf16ps: pairs of k, float32 sums; forward with input fusion, backward),
+the GEMM-per-step path, and small-layer training computed in float32 (on CPUs without those
+steps, csrc/cpu/layer_cpu.h).
 
 The float64 reference gets the module's bfloat16 weights and the bfloat16 input exactly, so the
-error measured is our arithmetic's, not the rounding of the weights. The shapes stress the kernel:
-odd I and P (the last k of a pair alone), H around the 16-lane block, B around the 4-row tile,
-T=1, packed sequences, both directions, projections, no bias, 1 and 2 threads. The suite runs
-once more with the fused step forced on every shape and each training route forced
-(test_cpu_step_strategies.py).
+error measured is our arithmetic's, not the rounding of the weights. The shapes stress the
+kernels: odd I, H and P (the last k or u of a pair alone), H around the 16-lane block, B around
+the 4-row tile, T=1, packed sequences, both directions, projections, no bias, 1 and 2 threads.
+The suite runs again with the step strategy and the training route forced
+(test_cpu_step_strategies.py), so every path runs on every shape.
 """
 
 import contextlib

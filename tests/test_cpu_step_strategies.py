@@ -68,10 +68,11 @@ def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ["bf16", "float"])
 def test_bf16_training_routes(route):
-    # bfloat16 training computes in float32 for small layers and in bfloat16 (GEMMs, the
-    # pointwise passes on bfloat16 buffers) for larger ones; the suite's shapes are all small, so
-    # each route is forced here (FUSEDLSTM_CPU_BF16_TRAINING), with backward chunks of one step
-    # for the bfloat16 route's chunked weight-gradient sums.
+    # bfloat16 training runs in bfloat16 (the fused steps where the CPU has avx512_bf16, else
+    # GEMMs) except for small layers on CPUs without those steps, which compute in float32: each
+    # route forced here (FUSEDLSTM_CPU_BF16_TRAINING), the bfloat16 one with backward chunks of
+    # one step (the fused backward's carry of dL/dh across chunks, the chunked weight-gradient
+    # sums).
     env = {"FUSEDLSTM_CPU_BF16_TRAINING": route}
     if route == "bf16":
         env["FUSEDLSTM_BACKWARD_CHUNK_STEPS"] = "1"

@@ -90,21 +90,25 @@ void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& ru
   run_sliced(count, blocks, slices, run_step, [](int64_t, int64_t, int64_t) {});
 }
 
-// Packs `count_blocks` blocks of `width` lanes: dst[((block * inner + k) * 4 + gate) * width +
-// lane] = src(gate, block * width + lane, k), zero past `lanes_total`.
-template <class Source>
+// Packs `blocks` blocks of `width` lanes of a weight whose elements are src(gate, unit, k) (type
+// T) as [block][k / kPair][gate][lane][k % kPair], zero past `lanes_total` units and past
+// `inner`: kPair = 1 is the float32 steps' [block][k][gate][lane], kPair = 2 the bfloat16 steps'
+// pairs of k (each lane's pair one 32-bit element of the dot product).
+template <class T, int kPair, class Source>
 at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lanes_total,
                        const at::TensorOptions& options, const Source& src) {
-  at::Tensor packed = pooled_empty({blocks * inner * 4 * width}, options).zero_();
-  float* dst = packed.data_ptr<float>();
+  static_assert(sizeof(T) * kPair == 4, "float32, or pairs of 16-bit values");
+  const int64_t groups = (inner + kPair - 1) / kPair;
+  at::Tensor packed = pooled_empty({blocks * groups * kPair * 4 * width}, options).zero_();
+  T* dst = static_cast<T*>(packed.data_ptr());
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
       const int64_t lanes = std::min(width, lanes_total - block * width);
       for (int64_t k = 0; k < inner; ++k) {
         for (int64_t gate = 0; gate < 4; ++gate) {
-          float* out = dst + ((block * inner + k) * 4 + gate) * width;
+          T* out = dst + ((block * groups + k / kPair) * 4 + gate) * width * kPair + k % kPair;
           for (int64_t lane = 0; lane < lanes; ++lane) {
-            out[lane] = src(gate, block * width + lane, k);
+            out[lane * kPair] = src(gate, block * width + lane, k);
           }
         }
       }
@@ -113,41 +117,43 @@ at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lan
   return packed;
 }
 
-// bfloat16 W (4H, inner) packed as [block][k / 2][gate][lane][k % 2] (the bfloat16 step's
-// layout: each lane's pair of k is one 32-bit element of the dot product), zero past H and K.
-at::Tensor pack_weight_pairs(const at::Tensor& weight, int64_t blocks, int64_t width) {
-  const at::Tensor w = weight.contiguous();
-  const auto* src = reinterpret_cast<const uint16_t*>(w.const_data_ptr());
-  const int64_t hidden = w.size(0) / 4;
-  const int64_t inner = w.size(1);
-  const int64_t pairs = (inner + 1) / 2;
-  at::Tensor packed = pooled_empty({blocks * pairs * 4 * width * 2}, w.options()).zero_();
-  auto* dst = reinterpret_cast<uint16_t*>(packed.data_ptr());
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t block = begin; block < end; ++block) {
-      const int64_t lanes = std::min(width, hidden - block * width);
-      for (int64_t gate = 0; gate < 4; ++gate) {
-        for (int64_t lane = 0; lane < lanes; ++lane) {
-          const uint16_t* row = src + (gate * hidden + block * width + lane) * inner;
-          uint16_t* out = dst + ((block * pairs * 4 + gate) * width + lane) * 2;
-          for (int64_t k = 0; k < inner; ++k) out[((k / 2) * 4 * width) * 2 + k % 2] = row[k];
-        }
-      }
-    }
-  });
-  return packed;
+// A float32 or bfloat16 weight (contiguous) packed by pack_blocks, its element (gate, unit, k) at
+// index(gate, unit, k); bfloat16 in pairs of k.
+template <class Index>
+at::Tensor pack_weight_elements(const at::Tensor& w, int64_t blocks, int64_t width, int64_t inner,
+                                int64_t lanes_total, const Index& index) {
+  const auto pack = [&](auto element, auto pair) {
+    using T = decltype(element);
+    const T* src = static_cast<const T*>(w.const_data_ptr());
+    return pack_blocks<T, decltype(pair)::value>(
+        blocks, inner, width, lanes_total, w.options(),
+        [&](int64_t gate, int64_t unit, int64_t k) { return src[index(gate, unit, k)]; });
+  };
+  if (w.scalar_type() == at::kBFloat16) return pack(uint16_t{}, std::integral_constant<int, 2>{});
+  return pack(float{}, std::integral_constant<int, 1>{});
 }
 
-// W (4H, inner) packed as [block][k][gate][lane] (the fused step's weight layout).
+// W (4H, inner) packed for the fused forward step: unit (lane) = row of W within its gate, k =
+// column.
 at::Tensor pack_weight(const at::Tensor& weight, int64_t blocks, int64_t width) {
   const at::Tensor w = weight.contiguous();
-  const float* src = w.const_data_ptr<float>();
   const int64_t hidden = w.size(0) / 4;
   const int64_t inner = w.size(1);
-  return pack_blocks(blocks, inner, width, hidden, w.options(),
-                     [&](int64_t gate, int64_t unit, int64_t k) {
-                       return src[(gate * hidden + unit) * inner + k];
-                     });
+  return pack_weight_elements(w, blocks, width, inner, hidden,
+                              [&](int64_t gate, int64_t unit, int64_t k) {
+                                return (gate * hidden + unit) * inner + k;
+                              });
+}
+
+// W_hh (4H, H) packed for the fused backward step: lane = output unit j (column of W_hh), k =
+// unit u of the gate rows: W_hh[gate * H + u][j].
+at::Tensor pack_weight_backward(const at::Tensor& w_hh, int64_t blocks, int64_t width) {
+  const at::Tensor w = w_hh.contiguous();
+  const int64_t hidden = w.size(1);
+  return pack_weight_elements(w, blocks, width, hidden, hidden,
+                              [&](int64_t gate, int64_t j, int64_t u) {
+                                return (gate * hidden + u) * hidden + j;
+                              });
 }
 
 }  // namespace
@@ -186,32 +192,39 @@ bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int
   return max_rows <= kInputFusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
 }
 
-FusedBlocksFn selected_bf16_fused_forward() {
+const Bf16FusedKernels* selected_bf16_fused_kernels() {
 #if defined(FUSEDLSTM_X86_KERNELS)
-  static const FusedBlocksFn kernel = []() -> FusedBlocksFn {
-    if (std::string(selected_row_kernels().capability) != "AVX512") return nullptr;
+  static const Bf16FusedKernels kernels = bf16_fused_kernels();
+  static const bool usable = [] {
+    if (std::string(selected_row_kernels().capability) != "AVX512") return false;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16") ? &fused_forward_blocks_bf16 : nullptr;
+    return __builtin_cpu_supports("avx512bf16") != 0;
   }();
-  return kernel;
+  return usable ? &kernels : nullptr;
 #else
   return nullptr;
 #endif
 }
 
-bool bf16_fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                  int64_t max_rows, int64_t calls) {
+bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
+                        int64_t calls) {
   const std::string& forced = forced_strategy();
-  if (forced == "gemm" || aten_gemms_only() || selected_bf16_fused_forward() == nullptr) {
+  if (forced == "gemm" || aten_gemms_only() || selected_bf16_fused_kernels() == nullptr) {
     return false;
   }
-  if (w_hh.scalar_type() != at::kBFloat16 || !w_hh.device().is_cpu() || !w_ih.defined() ||
-      w_ih.scalar_type() != at::kBFloat16 || w_ih.dim() != 2 || w_ih.size(1) == 0 ||
-      forced_input_fusion() == "0") {
+  // calls == 0: never used (the backward of a layer with a projection)
+  if (w_hh.scalar_type() != at::kBFloat16 || !w_hh.device().is_cpu() || w_hh.dim() != 2 ||
+      calls == 0) {
+    return false;
+  }
+  // the forward fuses the input projection: it needs W_ih (the backward passes none)
+  const bool forward = w_ih.defined();
+  if (forward && (w_ih.scalar_type() != at::kBFloat16 || w_ih.dim() != 2 || w_ih.size(1) == 0 ||
+                  forced_input_fusion() == "0")) {
     return false;
   }
   if (forced == "fused") return true;
-  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * 2;
+  const int64_t weight_bytes = ((forward ? w_ih.numel() : 0) + w_hh.numel()) * 2;
   return calls > 1 && max_rows <= kBf16FusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
 }
 
@@ -233,15 +246,15 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
                                        const at::Tensor& w_ih, const at::Tensor& bias,
                                        bool inference) {
   if (w_hh.scalar_type() == at::kBFloat16) {
-    if (!inference || !bf16_fused_inference_applies(w_ih, w_hh, max_rows, calls)) return;
+    if (!bf16_fused_applies(w_ih, w_hh, max_rows, calls)) return;
     dtype_ = at::kBFloat16;
     width_ = kBf16BlockWidth;
-    kernel_ = selected_bf16_fused_forward();
+    kernel_ = selected_bf16_fused_kernels()->forward;
     inner_ = w_hh.size(1);
     input_inner_ = w_ih.size(1);
     blocks_ = (w_hh.size(0) / 4 + width_ - 1) / width_;
-    packed_ = pack_weight_pairs(w_hh, blocks_, width_);
-    packed_input_ = pack_weight_pairs(w_ih, blocks_, width_);
+    packed_ = pack_weight(w_hh, blocks_, width_);
+    packed_input_ = pack_weight(w_ih, blocks_, width_);
     if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();
     return;
   }
@@ -331,34 +344,35 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
 
 FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t max_rows,
                                                int64_t calls) {
-  if (!fused_step_applies(w_hh, max_rows, calls)) return;
   const int64_t hidden = w_hh.size(0) / 4;
+  if (w_hh.scalar_type() == at::kBFloat16) {
+    if (!bf16_fused_applies(at::Tensor(), w_hh, max_rows, calls)) return;
+    dtype_ = at::kBFloat16;
+    width_ = kBf16BlockWidth;
+    kernel_ = selected_bf16_fused_kernels()->backward;
+  } else {
+    if (!fused_step_applies(w_hh, max_rows, calls)) return;
+    const RowKernels& kernels = selected_row_kernels();
+    width_ = kernels.block_width;
+    kernel_ = kernels.fused_backward;
+  }
   TORCH_CHECK(w_hh.size(1) == hidden, "FusedRecurrentBackward: W_hh must be (4H, H)");
-  const RowKernels& kernels = selected_row_kernels();
-  width_ = kernels.block_width;
-  kernel_ = kernels.fused_backward;
   hidden_ = hidden;
   blocks_ = (hidden + width_ - 1) / width_;
-  const at::Tensor w = w_hh.contiguous();
-  const float* src = w.const_data_ptr<float>();
-  // Output unit j (lanes) of dh = sum over gate rows of W_hh: block over j, inner index u.
-  packed_ = pack_blocks(blocks_, hidden, width_, hidden, w.options(),
-                        [&](int64_t gate, int64_t j, int64_t u) {
-                          return src[(gate * hidden + u) * hidden + j];
-                        });
+  packed_ = pack_weight_backward(w_hh, blocks_, width_);
 }
 
 void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
                                             int64_t count) const {
   int64_t max_rows = 0;
   for (int64_t i = 0; i < count; ++i) {
-    TORCH_CHECK(steps[i].continuing.dtype == at::kFloat && steps[i].starting.dtype == at::kFloat,
+    TORCH_CHECK(steps[i].continuing.dtype == dtype_ && steps[i].starting.dtype == dtype_,
                 "FusedRecurrentBackward: bad arguments");
     max_rows = std::max({max_rows, steps[i].gemm_rows,
                          steps[i].continuing.rows + steps[i].starting.rows});
   }
   const FusedBackwardBlocksFn kernel = kernel_;
-  const float* packed = packed_.const_data_ptr<float>();
+  const void* packed = packed_.const_data_ptr();
   const int64_t hidden = hidden_;
   const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
     kernel(FusedBackwardArgs{steps[i], hidden, packed}, block_begin, block_end);
@@ -371,5 +385,5 @@ void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
 
 // For fusedlstm.cpu_kernels (ctypes).
 extern "C" int fusedlstm_cpu_bf16_fused_step() {
-  return fusedlstm::cpu::selected_bf16_fused_forward() != nullptr ? 1 : 0;
+  return fusedlstm::cpu::selected_bf16_fused_kernels() != nullptr ? 1 : 0;
 }

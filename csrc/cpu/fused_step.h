@@ -67,11 +67,16 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                              int64_t calls);
 
-// bfloat16 (inference, with input fusion, on CPUs with avx512_bf16): up to 256 rows while
-// W_ih + W_hh fit in 20 MiB, as the float32 inference rule; FUSEDLSTM_CPU_STEP forces it too.
-constexpr int64_t kBf16FusedMaxRows = 256;
-bool bf16_fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                  int64_t max_rows, int64_t calls);
+// bfloat16 (CPUs with avx512_bf16; the forward with input fusion): the fused steps do a k pair
+// per instruction and win wherever measured, in inference and training alike, up to 1024 rows
+// while W_ih + W_hh fit in 20 MiB (bf16 / nn.LSTM bf16, 2 threads, fused step / GEMM per step:
+// training T=100 B=32 H=256 2L bi 0.61 / 0.83, B=64 H=512 0.70 / 0.76, B=128 H=256 0.61 / 0.68,
+// T=50 B=256 H=256 0.57 / 0.69, T=30 B=512 H=256 0.56 / 0.64, T=50 B=16 H=1024 0.42 / 0.59;
+// inference T=30 B=512 H=256 0.82 / 0.88, B=1024 H=128 0.56 / 0.83, B=64 H=1024 1.08 / 1.10).
+// FUSEDLSTM_CPU_STEP forces it too. w_ih: the forward's, or undefined for the backward.
+constexpr int64_t kBf16FusedMaxRows = 1024;
+bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
+                        int64_t calls);
 
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
@@ -102,7 +107,7 @@ class FusedRecurrentStep {
   void forward_steps(const RecurrentStep* steps, int64_t count) const;
 
  private:
-  at::Tensor packed_;  // [block][k][gate][lane]
+  at::Tensor packed_;  // [block][k][gate][lane] (bfloat16: pairs of k, see pack_blocks)
   at::Tensor packed_input_;  // W_ih, the same layout, when fusing the input projection
   at::Tensor bias_;          // (4H) float32 contiguous, or undefined
   int64_t inner_ = 0;
@@ -121,15 +126,22 @@ class FusedRecurrentBackward {
 
   bool active() const { return packed_.defined(); }
 
+  // The element type of the steps' grad_h_state (dL/dh between steps) for a layer of `dtype`:
+  // float32 for a bfloat16 step.
+  at::ScalarType grad_h_dtype(at::ScalarType dtype) const {
+    return active() && dtype_ == at::kBFloat16 ? at::kFloat : dtype;
+  }
+
   // Runs `count` consecutive steps of the backward (in the order they are processed).
   void backward_steps(const RecurrentBackwardStep* steps, int64_t count) const;
 
  private:
-  at::Tensor packed_;  // [block][u][gate][lane]: W_hh[gate * H + u][block * V + lane]
+  at::Tensor packed_;  // [block][u][gate][lane]: W_hh[gate * H + u][block * V + lane] (or pairs)
   int64_t hidden_ = 0;
   int64_t blocks_ = 0;
   int64_t width_ = 0;
   FusedBackwardBlocksFn kernel_ = nullptr;
+  at::ScalarType dtype_ = at::kFloat;
 };
 
 }  // namespace fusedlstm::cpu

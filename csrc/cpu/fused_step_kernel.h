@@ -274,7 +274,7 @@ inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_
   constexpr int64_t V = FusedVec::size();
   const int64_t H = a.hidden;
   const int64_t block_stride = H * 4 * V;
-  const float* w = a.packed_weight + block0 * block_stride;
+  const float* w = static_cast<const float*>(a.packed_weight) + block0 * block_stride;
   const float* dg = static_cast<const float*>(a.step.grad_gates_next) + row0 * 4 * H;
   FusedVec acc[R][NB];
   each<R>([&](int r) { each<NB>([&](int b) { acc[r][b] = FusedVec(0.0f); }); });
@@ -316,20 +316,38 @@ inline void for_each_block_group(int64_t block_begin, int64_t block_end, const T
   }
 }
 
+// The float32 backward's tile for fused_backward_blocks_with.
+struct Float32BackwardTile {
+  template <int R, int NB>
+  static void gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
+    fused_backward_gemm<R, NB>(a, row0, block0);
+  }
+  static void gate_math(const PointwiseBackwardArgs& a, int64_t block) {
+    block_units<BackwardUnits>(a, 0, a.rows, block);
+  }
+};
+
 // Per group of blocks: dL/dh_t of the group's units from the later step's gate gradients, then
-// the pointwise backward of those units while dh is in L1.
-inline void fused_backward_blocks(const FusedBackwardArgs& a, int64_t block_begin,
-                                  int64_t block_end) {
+// the pointwise backward of those units while dh is in L1. Tile: the element type's GEMM tile
+// and gate math (Float32BackwardTile above; the bfloat16 one in fused_step_bf16.cpp).
+template <class Tile>
+inline void fused_backward_blocks_with(const FusedBackwardArgs& a, int64_t block_begin,
+                                       int64_t block_end) {
   for_each_block_group(block_begin, block_end, [&](auto nb, int64_t block0) {
     constexpr int NB = decltype(nb)::value;
     for_each_row_tile(a.step.gemm_rows, [&](auto n, int64_t row) {
-      fused_backward_gemm<decltype(n)::value, NB>(a, row, block0);
+      Tile::template gemm<decltype(n)::value, NB>(a, row, block0);
     });
     for (int64_t block = block0; block < block0 + NB; ++block) {
-      block_units<BackwardUnits>(a.step.continuing, 0, a.step.continuing.rows, block);
-      block_units<BackwardUnits>(a.step.starting, 0, a.step.starting.rows, block);
+      Tile::gate_math(a.step.continuing, block);
+      Tile::gate_math(a.step.starting, block);
     }
   });
+}
+
+inline void fused_backward_blocks(const FusedBackwardArgs& a, int64_t block_begin,
+                                  int64_t block_end) {
+  fused_backward_blocks_with<Float32BackwardTile>(a, block_begin, block_end);
 }
 
 }  // namespace CPU_CAPABILITY

@@ -3,6 +3,7 @@
 #include <fusedlstm/layer_algorithm.h>
 
 #include "cpu_backend.h"
+#include "pointwise_cpu.h"
 
 #include <cstdlib>
 #include <initializer_list>
@@ -29,8 +30,9 @@ bool all_bf16(std::initializer_list<const at::Tensor*> tensors) {
   return true;
 }
 
-// Whether a bfloat16 training call of this layer computes in float32 (kBf16InFloatMaxStepMacs).
-// Every floating argument must be bfloat16: mixed dtypes go to the time loop, which rejects them.
+// Whether a bfloat16 training call of this layer computes in float32 (kBf16InFloatMaxStepMacs:
+// small layers, on CPUs without the bfloat16 fused steps). Every floating argument must be
+// bfloat16: mixed dtypes go to the time loop, which rejects them.
 bool bf16_training_in_float(const at::Tensor& input, const at::Tensor& w_ih,
                             const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
                             const c10::optional<at::Tensor>& batch_sizes,
@@ -41,6 +43,7 @@ bool bf16_training_in_float(const at::Tensor& input, const at::Tensor& w_ih,
   }
   if (w_ih.dim() != 2 || w_hh.dim() != 2) return false;  // the time loop says what is wrong
   if (forced_bf16_training() == "float") return true;
+  if (selected_bf16_fused_kernels() != nullptr) return false;
   const int64_t batch = batch_sizes.has_value() && batch_sizes->numel() > 0
                             ? batch_sizes->max().item<int64_t>()
                             : (input.dim() == 3 ? input.size(1) : 0);

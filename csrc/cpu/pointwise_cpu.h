@@ -37,12 +37,13 @@ struct FusedStepArgs {
 constexpr int kFusedInputPart = 1;
 constexpr int kFusedRecurrentPart = 2;
 
-// The fused recurrent backward step's arguments (float32 only): the step and W_hh packed as
-// [block][u][gate][lane] (see fused_step_kernel.h).
+// The fused recurrent backward step's arguments: the step and W_hh packed as
+// [block][u][gate][lane] (float32, see fused_step_kernel.h) or [block][u / 2][gate][lane][u % 2]
+// (bfloat16, fused_step_bf16.cpp; there grad_h_state, dL/dh, is float32).
 struct FusedBackwardArgs {
   RecurrentBackwardStep step;
   int64_t hidden;
-  const float* packed_weight;
+  const void* packed_weight;
 };
 
 // The row-range kernels each capability translation unit provides.
@@ -69,13 +70,17 @@ RowKernels row_kernels_avx512();
 // The kernels chosen for this process (honours ATEN_CPU_CAPABILITY, as ATen's own kernels do).
 const RowKernels& selected_row_kernels();
 
-// The bfloat16 fused forward step (fused_step_bf16.cpp, AVX-512 with the BF16 dot product
-// vdpbf16ps): block width 16. Only in x86-64 builds, called only where the CPU has avx512_bf16.
-void fused_forward_blocks_bf16(const FusedStepArgs& a, int64_t block_begin, int64_t block_end);
-
-// fused_forward_blocks_bf16 where this process may use it (the CPU has avx512_bf16 and the
-// selected capability is AVX512), otherwise nullptr.
-FusedBlocksFn selected_bf16_fused_forward();
+// The bfloat16 fused steps (fused_step_bf16.cpp, AVX-512 with the BF16 dot product vdpbf16ps),
+// block width 16. Only in x86-64 builds, called only where the CPU has avx512_bf16.
+struct Bf16FusedKernels {
+  FusedBlocksFn forward;
+  FusedBackwardBlocksFn backward;
+};
+Bf16FusedKernels bf16_fused_kernels();
 constexpr int64_t kBf16BlockWidth = 16;
+
+// bf16_fused_kernels() where this process may use them (the CPU has avx512_bf16 and the selected
+// capability is AVX512), otherwise nullptr.
+const Bf16FusedKernels* selected_bf16_fused_kernels();
 
 }  // namespace fusedlstm::cpu

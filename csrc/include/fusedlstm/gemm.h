@@ -8,7 +8,8 @@
 //                                 back-end has one (active() says whether it applies; with
 //                                 fuses_input(), the input projection in the same pass;
 //                                 preact_dtype(dtype), the type of its pre-activation buffer)
-//   Backend::FusedBackward        the same for the backward step
+//   Backend::FusedBackward        the same for the backward step (grad_h_dtype(dtype), the type
+//                                 of the dL/dh it carries between steps)
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
 // ones where that is faster (cpu/cpu_gemm.h).
 #pragma once
@@ -83,6 +84,7 @@ struct NoFusedStep {
   bool active() const { return false; }
   bool fuses_input() const { return false; }
   at::ScalarType preact_dtype(at::ScalarType dtype) const { return dtype; }
+  at::ScalarType grad_h_dtype(at::ScalarType dtype) const { return dtype; }
   template <class Step>
   void forward_steps(const Step* /*steps*/, int64_t /*count*/) const {}
   template <class Step>

@@ -178,6 +178,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
   // projection GEMM runs: each step computes bias + x_t W_ih^T + h_{t-1} W_hh^T itself.
   const typename Backend::FusedStep fused(w_hh, s.batch, s.steps, w_ih, bias, /*inference=*/!train);
   const bool input_fused = fused.fuses_input();
+  // Where the fused step keeps pre-activations in another type than the layer's (a bfloat16
+  // step's are float32), a training call saves the activated gates apart from them: the
+  // pre-activations go to one scratch of B rows that every step reuses, as in inference.
+  const at::ScalarType preact_dtype = fused.preact_dtype(input.scalar_type());
+  const at::Tensor preact_scratch = train && preact_dtype != input.scalar_type()
+                                        ? Backend::empty({s.batch, G}, options.dtype(preact_dtype))
+                                        : at::Tensor();
   const at::Tensor x_rows = input_fused ? x.contiguous() : x;
   const char* x_base = static_cast<const char*>(x_rows.const_data_ptr());
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch,
@@ -210,7 +217,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     at::Tensor gates =
         input_fused
             ? Backend::empty({train ? row_hi - row_lo : s.batch, G},
-                             options.dtype(fused.preact_dtype(input.scalar_type())))
+                             train ? options : options.dtype(preact_dtype))
             : input_projection.product(x.narrow(0, row_lo, row_hi - row_lo), bias).contiguous();
     // The previous chunk's buffer is freed only now, after this one was allocated: freed first,
     // it sat at the top of the heap and glibc returned it to the OS, so every chunk's buffer
@@ -230,7 +237,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
       char* step_gates_ptr = gates_base + (input_fused && !train ? 0 : offset - row_lo) * G *
                                               static_cast<int64_t>(gates.element_size());
       char* step_output_ptr = output_base + offset * P * elem;
-      PointwiseForwardArgs args{input.scalar_type(), rows, H, step_gates_ptr, nullptr,
+      void* step_preact_ptr =
+          preact_scratch.defined() ? preact_scratch.data_ptr() : step_gates_ptr;
+      PointwiseForwardArgs args{input.scalar_type(), rows, H, step_preact_ptr, nullptr,
                                 train ? step_gates_ptr : nullptr, c_state.const_data_ptr(),
                                 c_state.data_ptr(),
                                 train ? cells_base + offset * H * elem : nullptr,
@@ -337,12 +346,16 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
   // and the chunk's buffers are reused: no (T*B, 4H) buffer, and the weight gradients are sums
   // over chunks in a fixed order (deterministic).
   const int64_t chunk = layer_detail::backward_chunk_steps(s, G, input.element_size());
-  const int64_t chunks = (s.steps + chunk - 1) / chunk;
   const int64_t max_chunk_rows = std::min(N, chunk * s.batch);
   at::Tensor grad_gates = Backend::empty({max_chunk_rows, G}, options);
   at::Tensor grad_h_chunk =
       has_proj ? Backend::empty({max_chunk_rows, P}, options) : at::Tensor();
-  at::Tensor grad_h_state = grad_h_n.contiguous().clone();
+  // The fused backward (where the back-end has one) runs a chunk's steps in one call, and
+  // carries dL/dh across chunk boundaries (and into h0) itself, once per chunk.
+  const typename Backend::FusedBackward fused(w_hh, s.batch, has_proj ? 0 : s.steps);
+  // dL/dh between steps: float32 for a bfloat16 fused step (grad_h_dtype)
+  at::Tensor grad_h_state =
+      grad_h_n.contiguous().to(fused.grad_h_dtype(input.scalar_type())).clone();
   at::Tensor grad_c_state = grad_c_n.contiguous().clone();
   at::Tensor grad_m_step = has_proj ? at::empty({s.batch, H}, options) : at::Tensor();
   const auto skipped = [&] { return at::empty({0}, options); };
@@ -350,11 +363,8 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       need_input_grad ? Backend::empty({N, shape.input_size}, options) : skipped();
   at::Tensor grad_w_ih_t, grad_w_hh_t, grad_bias, grad_w_hr;
 
-  // The fused backward (where the back-end has one) runs a chunk's steps in one call; the step
-  // GEMM then only carries dL/dh across chunk boundaries (and into h0), once per chunk.
-  const typename Backend::FusedBackward fused(w_hh, s.batch, has_proj ? 0 : s.steps);
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch,
-                                             fused.active() ? chunks : s.steps);
+                                             fused.active() ? 0 : s.steps);
   const typename Backend::StepGemm projection(has_proj ? *w_hr : w_hh, /*transpose=*/false,
                                               s.batch, has_proj ? s.steps : 0);
   const size_t elem = input.element_size();
@@ -397,8 +407,9 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       const int64_t grad_h_stride = has_proj ? H : P;
       auto rows_args = [&](int64_t first, int64_t count, const char* c_prev) {
         const char* grad_h_rows = static_cast<const char*>(grad_h) + first * grad_h_stride * elem;
-        const char* extra_rows =
-            grad_h_extra ? static_cast<const char*>(grad_h_extra) + first * P * elem : nullptr;
+        const char* extra_rows = grad_h_extra ? static_cast<const char*>(grad_h_extra) +
+                                                    first * P * grad_h_state.element_size()
+                                              : nullptr;
         char* grad_c_rows = static_cast<char*>(grad_c_state.data_ptr()) + first * H * elem;
         const int64_t row = offset + first;
         return PointwiseBackwardArgs{
@@ -430,12 +441,14 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
       recurrent(step_grad_h_state, grad_gates.narrow(0, local, rows), /*accumulate=*/false);
     }
     if (fused.active()) {
-      fused.backward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
-      // Carry dL/dh of the chunk's last step processed into the next chunk (or into h0).
+      // The chunk's steps, then dL/dh of its last step processed carried into the next chunk
+      // (or into h0): a step of the fused kernel with no rows of its own.
       const int64_t last = layer_detail::step_at(s, begin, reverse);
-      at::Tensor last_grad_h = grad_h_state.narrow(0, 0, s.rows[last]);
-      recurrent(last_grad_h, grad_gates.narrow(0, s.row_offset[last] - row_lo, s.rows[last]),
-                /*accumulate=*/false);
+      const PointwiseBackwardArgs no_rows{input.scalar_type(), 0, H};
+      fused_steps.push_back(RecurrentBackwardStep{
+          grad_gates_base + (s.row_offset[last] - row_lo) * G * elem, s.rows[last],
+          grad_h_state.data_ptr(), no_rows, no_rows});
+      fused.backward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
     }
 
     const at::Tensor chunk_grad_gates = grad_gates.narrow(0, 0, n);
@@ -465,13 +478,14 @@ layer_backward_impl(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
     std::vector<int64_t> input_shape(input.sizes().begin(), input.sizes().end());
     grad_input = grad_input.view(input_shape);
   }
+  const at::ScalarType dtype = input.scalar_type();
+  const at::Tensor grad_h0 = layer_detail::finish_sum(grad_h_state, dtype);
   // Outputs must not alias one another, so each skipped gradient is its own empty tensor.
   if (!need_weight_grads) {
-    return {grad_input, grad_h_state, grad_c_state, skipped(), skipped(), skipped(), skipped()};
+    return {grad_input, grad_h0, grad_c_state, skipped(), skipped(), skipped(), skipped()};
   }
-  const at::ScalarType dtype = input.scalar_type();
   return {grad_input,
-          grad_h_state,
+          grad_h0,
           grad_c_state,
           layer_detail::finish_sum(grad_w_ih_t.t().contiguous(), dtype),
           layer_detail::finish_sum(grad_w_hh_t.t().contiguous(), dtype),

@@ -74,8 +74,9 @@ C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t
   }
 }
 
-// Backward of units [j, j + L::width) of one row.
-template <typename scalar_t, typename L>
+// Backward of units [j, j + L::width) of one row. extra_t is the type of grad_h_extra: scalar_t,
+// or float where a CPU fused step keeps a reduced-precision step's dL/dh in float32.
+template <typename scalar_t, typename L, typename extra_t = scalar_t>
 C10_HOST_DEVICE inline void backward_units(const PointwiseBackwardArgs& a, int64_t row,
                                            int64_t j) {
   using C = typename L::Compute;
@@ -86,7 +87,7 @@ C10_HOST_DEVICE inline void backward_units(const PointwiseBackwardArgs& a, int64
   C grad_h = L::load(static_cast<const scalar_t*>(a.grad_h) + row * a.grad_h_stride + j,
                      a.grad_h_stride);
   if (a.grad_h_extra) {
-    grad_h = grad_h + L::load(static_cast<const scalar_t*>(a.grad_h_extra) +
+    grad_h = grad_h + L::load(static_cast<const extra_t*>(a.grad_h_extra) +
                                   row * a.grad_h_extra_stride + j,
                               a.grad_h_extra_stride);
   }
