@@ -136,6 +136,7 @@ capability_libraries = [
 
 cpu_sources = [
     CSRC / "ops.cpp",
+    CSRC / "autocast.cpp",
     CSRC / "cpu" / "ops_cpu.cpp",
     CSRC / "cpu" / "layer_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu.cpp",

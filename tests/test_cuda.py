@@ -176,3 +176,25 @@ def test_device_mismatch_is_a_clear_error():
     cell = fusedlstm.LSTMCell(4, 6).to(CUDA)
     with pytest.raises(RuntimeError, match="device|cuda|cpu"):
         cell(torch.randn(3, 4), (torch.randn(3, 6, device=CUDA), torch.randn(3, 6, device=CUDA)))
+
+
+@pytest.mark.parametrize("module", ["LSTM", "LSTMCell"])
+def test_autocast_on_cuda_gives_nn_dtypes(module):
+    """Under torch.autocast("cuda") nn.LSTM and nn.LSTMCell run in float16 (CUDA's autocast
+    lists), so do ours (csrc/autocast.cpp); weight gradients stay float32."""
+    ref = getattr(nn, module)(8, 16).to(CUDA)
+    ours = getattr(fusedlstm, module)(8, 16).to(CUDA)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, 8, device=CUDA) if module == "LSTM" else torch.randn(3, 8, device=CUDA)
+    results = []
+    for m in (ref, ours):
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = m(x)
+            first = out[0]
+            first.float().sum().backward()
+        results.append((first, next(m.parameters()).grad))
+    (ref_out, ref_grad), (our_out, our_grad) = results
+    assert our_out.dtype == ref_out.dtype == torch.float16
+    assert our_grad.dtype == ref_grad.dtype == torch.float32
+    torch.testing.assert_close(our_out.float(), ref_out.float(), atol=5e-3, rtol=5e-3)
+    torch.testing.assert_close(our_grad, ref_grad, atol=2e-2, rtol=2e-2)
