@@ -40,22 +40,24 @@ torch::CppFunction autocast_function() {
   return torch::CppFunction::makeFromBoxedFunction<&autocast_kernel<kDevice, kCastInputs>>();
 }
 
+// The four ops' autocast kernels on one device; the layer op always casts, the cell op where
+// kCastCell (CUDA), the backward ops never.
+template <c10::DeviceType kDevice, bool kCastCell>
+void register_autocast(torch::Library& m) {
+  m.impl("lstm_layer", autocast_function<kDevice, true>());
+  m.impl("lstm_layer_backward", autocast_function<kDevice, false>());
+  m.impl("lstm_cell", autocast_function<kDevice, kCastCell>());
+  m.impl("lstm_cell_backward", autocast_function<kDevice, false>());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedlstm, AutocastCPU, m) {
-  constexpr auto cpu = c10::DeviceType::CPU;
-  m.impl("lstm_layer", autocast_function<cpu, true>());
-  m.impl("lstm_layer_backward", autocast_function<cpu, false>());
-  m.impl("lstm_cell", autocast_function<cpu, false>());
-  m.impl("lstm_cell_backward", autocast_function<cpu, false>());
+  register_autocast<c10::DeviceType::CPU, /*kCastCell=*/false>(m);
 }
 
 TORCH_LIBRARY_IMPL(fusedlstm, AutocastCUDA, m) {
-  constexpr auto cuda = c10::DeviceType::CUDA;
-  m.impl("lstm_layer", autocast_function<cuda, true>());
-  m.impl("lstm_layer_backward", autocast_function<cuda, false>());
-  m.impl("lstm_cell", autocast_function<cuda, true>());
-  m.impl("lstm_cell_backward", autocast_function<cuda, false>());
+  register_autocast<c10::DeviceType::CUDA, /*kCastCell=*/true>(m);
 }
 
 }  // namespace fusedlstm

@@ -1,17 +1,12 @@
 #include "cpu_gemm.h"
 
+#include "env_switch.h"
 #include "onednn_linear.h"
-
-#include <cstdlib>
-#include <string>
 
 namespace fusedlstm::cpu {
 
 bool aten_gemms_only() {
-  static const bool value = [] {
-    const char* env = std::getenv("FUSEDLSTM_CPU_GEMM");
-    return env != nullptr && std::string(env) == "aten";
-  }();
+  static const bool value = env_value("FUSEDLSTM_CPU_GEMM") == "aten";
   return value;
 }
 

@@ -2,25 +2,19 @@
 
 #include "buffer_pool.h"
 #include "cpu_gemm.h"
+#include "env_switch.h"
 
 #include <ATen/Config.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <string>
 #include <thread>
 
 namespace fusedlstm::cpu {
 
 namespace {
-
-// The value of environment variable `name`, or "" when unset.
-std::string env_value(const char* name) {
-  const char* env = std::getenv(name);
-  return env == nullptr ? std::string() : std::string(env);
-}
 
 // FUSEDLSTM_CPU_STEP=fused / =gemm forces the per-step strategy (tests run both on every shape).
 // Read once per process, as every run-time switch here.
@@ -245,30 +239,26 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
                                        const at::Tensor& w_ih, const at::Tensor& bias,
                                        bool inference) {
+  bool fuse_input = false;
   if (w_hh.scalar_type() == at::kBFloat16) {
     if (!bf16_fused_applies(w_ih, w_hh, max_rows, calls)) return;
     dtype_ = at::kBFloat16;
     width_ = kBf16BlockWidth;
     kernel_ = selected_bf16_fused_kernels()->forward;
-    inner_ = w_hh.size(1);
-    input_inner_ = w_ih.size(1);
-    blocks_ = (w_hh.size(0) / 4 + width_ - 1) / width_;
-    packed_ = pack_weight(w_hh, blocks_, width_);
-    packed_input_ = pack_weight(w_ih, blocks_, width_);
-    if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();
-    return;
+    fuse_input = true;  // the bfloat16 step always computes its input part
+  } else {
+    const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
+                                   : fused_step_applies(w_hh, max_rows, calls);
+    if (!applies) return;
+    const RowKernels& kernels = selected_row_kernels();
+    width_ = kernels.block_width;
+    kernel_ = kernels.fused_forward;
+    fuse_input = input_fusion_applies(w_ih, w_hh, max_rows, inference);
   }
-  const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
-                                 : fused_step_applies(w_hh, max_rows, calls);
-  if (!applies) return;
-  const RowKernels& kernels = selected_row_kernels();
-  width_ = kernels.block_width;
-  kernel_ = kernels.fused_forward;
-  const int64_t hidden = w_hh.size(0) / 4;
   inner_ = w_hh.size(1);
-  blocks_ = (hidden + width_ - 1) / width_;
+  blocks_ = (w_hh.size(0) / 4 + width_ - 1) / width_;
   packed_ = pack_weight(w_hh, blocks_, width_);
-  if (input_fusion_applies(w_ih, w_hh, max_rows, inference)) {
+  if (fuse_input) {
     input_inner_ = w_ih.size(1);
     packed_input_ = pack_weight(w_ih, blocks_, width_);
     if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();

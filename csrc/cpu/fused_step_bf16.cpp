@@ -1,8 +1,9 @@
-// The bfloat16 fused recurrent steps (forward and backward), AVX-512 with the BF16 dot product. setup.py
-// compiles this file alone with the AVX-512 flags plus -mavx512bf16, CPU_CAPABILITY=AVX512_BF16
-// (its own namespace: the inline functions it shares with the AVX-512 kernels may use BF16
-// instructions here and must not be merged with theirs) and CPU_CAPABILITY_AVX512 (at::vec's
-// 512-bit vectors); fused_step.cpp calls it only where the CPU reports avx512_bf16.
+// The bfloat16 fused recurrent steps (forward and backward), AVX-512 with the BF16 dot product.
+// setup.py compiles this file alone with the AVX-512 flags plus -mavx512bf16,
+// CPU_CAPABILITY=AVX512_BF16 (its own namespace: the inline functions it shares with the AVX-512
+// kernels may use BF16 instructions here and must not be merged with theirs) and
+// CPU_CAPABILITY_AVX512 (at::vec's 512-bit vectors); fused_step.cpp calls it only where the CPU
+// reports avx512_bf16.
 //
 // The tile is the float32 one's (fused_step_kernel.h: 4 rows x 4 gates of 16 units in 16
 // accumulators), with vdpbf16ps in place of the FMA: each instruction multiplies 16 lanes by a
@@ -31,9 +32,7 @@ struct Bf16RowPackLanes {
   using Compute = VecPack<N>;
   static constexpr int64_t width = V;
   static Compute load(const float* p, int64_t row_stride) {
-    Compute out;
-    each<N>([&](int i) { out.v[i] = FloatVec::loadu(p + i * row_stride); });
-    return out;
+    return RowPackLanes<N>::load(p, row_stride);
   }
   static Compute load(const Bf16* p, int64_t row_stride) {
     Compute out;
@@ -60,14 +59,8 @@ struct ForwardUnitsFloatPreact {
   }
 };
 
-// `rows` (bfloat16 bits, row stride `stride`, `inner` columns) times a weight packed as
-// [block][k / 2][gate][lane][k % 2].
-struct Bf16Operand {
-  const uint16_t* rows;
-  int64_t stride;
-  int64_t inner;
-  const uint16_t* packed;
-};
+// `rows` (bfloat16 bits) times a weight packed as [block][k / 2][gate][lane][k % 2].
+using Bf16Operand = Operand<uint16_t>;
 
 // Elements k and k + 1 of a row as one 32-bit pair in every lane (k + 1 past the row's end: 0,
 // and not read).
@@ -83,13 +76,11 @@ inline __m512bh broadcast_pair(const uint16_t* row, int64_t k, bool full) {
 // escapes and it stores all of them to the stack on every k pair (perf annotate: T=100 B=32
 // H=128 inference 2.8 ms against 1.9 ms in float32).
 template <int R>
-FUSEDLSTM_FLATTEN inline void bf16_accumulate(const FusedStepArgs& a, const Bf16Operand& op, int64_t row0,
-                            int64_t block, int64_t k0, int64_t k1, bool init) {
-  const int64_t H = a.pointwise.hidden;
+FUSEDLSTM_FLATTEN inline void bf16_accumulate(const FusedStepArgs& a, const Bf16Operand& op,
+                                               int64_t row0, int64_t block, int64_t k0,
+                                               int64_t k1, bool init) {
   const int64_t K = op.inner;
   const int64_t pairs = (K + 1) / 2;
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, H - j0);
   const uint16_t* w = op.packed + block * pairs * 4 * V * 2;
   const uint16_t* rows[R];
   each<R>([&](int r) { rows[r] = op.rows + (row0 + r) * op.stride; });
@@ -110,30 +101,14 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const FusedStepArgs& a, const Bf16
   int64_t k = k0;
   for (; k < full_end; k += 2) pair_step(k, /*full=*/true);
   if (k < k1) pair_step(k, /*full=*/false);  // odd K: the last k alone
-  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
-  float* preact = static_cast<float*>(const_cast<void*>(a.pointwise.preact)) + row0 * 4 * H + j0;
-  each<R>([&](int r) {
-    each<4>([&](int g) {
-      float* p = preact + r * 4 * H + g * H;
-      const float* base = tile_base(a, p, g, j0, init);
-      const __m512 before =
-          base == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, base);
-      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, acc[r][g]));
-    });
-  });
+  add_tile_sums<R>(a, row0, block, init, acc);
 }
 
 struct Bf16Tile {
   // k per pass over the row tiles: 256 k of a block's weights, 32 KiB as in float32.
   static constexpr int64_t kInnerChunk = 2 * kFusedInnerChunk;
-  static Bf16Operand input(const FusedStepArgs& a) {
-    return {static_cast<const uint16_t*>(a.x), a.x_stride, a.x_inner,
-            static_cast<const uint16_t*>(a.packed_input_weight)};
-  }
-  static Bf16Operand recurrent(const FusedStepArgs& a) {
-    return {static_cast<const uint16_t*>(a.h_prev), a.h_prev_stride, a.inner,
-            static_cast<const uint16_t*>(a.packed_weight)};
-  }
+  static Bf16Operand input(const FusedStepArgs& a) { return input_operand<uint16_t>(a); }
+  static Bf16Operand recurrent(const FusedStepArgs& a) { return recurrent_operand<uint16_t>(a); }
   template <int R>
   static void accumulate(const FusedStepArgs& a, const Bf16Operand& op, int64_t row0,
                          int64_t block, int64_t k0, int64_t k1, bool init) {
@@ -159,7 +134,8 @@ struct BackwardUnitsFloatExtra {
 // row of gate gradients, so one 32-bit broadcast each).
 // (flattened as bf16_accumulate)
 template <int R, int NB>
-FUSEDLSTM_FLATTEN inline void bf16_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
+FUSEDLSTM_FLATTEN inline void bf16_backward_gemm(const FusedBackwardArgs& a, int64_t row0,
+                                                  int64_t block0) {
   const int64_t H = a.hidden;
   const int64_t pairs = (H + 1) / 2;
   const int64_t block_stride = pairs * 4 * V * 2;

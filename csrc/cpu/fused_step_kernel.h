@@ -34,21 +34,26 @@ constexpr int kFusedRowsOther = 2;
 
 // One operand of the fused step's GEMM: `rows` (row stride `stride`, `inner` columns) times a
 // weight packed as [block][k][gate][lane] (h_{t-1} and W_hh; with input fusion also x_t and W_ih).
-struct FusedOperand {
-  const float* rows;
+// T: float, or the bits of bfloat16 (uint16_t; the weight then in pairs of k, fused_step_bf16.cpp).
+template <class T>
+struct Operand {
+  const T* rows;
   int64_t stride;
   int64_t inner;
-  const float* packed;
+  const T* packed;
 };
+using FusedOperand = Operand<float>;
 
-inline FusedOperand recurrent_operand(const FusedStepArgs& a) {
-  return {static_cast<const float*>(a.h_prev), a.h_prev_stride, a.inner,
-          static_cast<const float*>(a.packed_weight)};
+template <class T>
+inline Operand<T> recurrent_operand(const FusedStepArgs& a) {
+  return {static_cast<const T*>(a.h_prev), a.h_prev_stride, a.inner,
+          static_cast<const T*>(a.packed_weight)};
 }
 
-inline FusedOperand input_operand(const FusedStepArgs& a) {
-  return {static_cast<const float*>(a.x), a.x_stride, a.x_inner,
-          static_cast<const float*>(a.packed_input_weight)};
+template <class T>
+inline Operand<T> input_operand(const FusedStepArgs& a) {
+  return {static_cast<const T*>(a.x), a.x_stride, a.x_inner,
+          static_cast<const T*>(a.packed_input_weight)};
 }
 
 // What a tile's sums are added to for gate g: the pre-activations so far, or, for the first part
@@ -101,6 +106,29 @@ inline void fused_accumulate(const FusedStepArgs& a, const FusedOperand& op, int
 }
 
 #if defined(CPU_CAPABILITY_AVX512)
+// Adds a register tile's sums (R rows x 4 gates of one block of 16 units, float32) into the gate
+// pre-activations, or writes them over them plus the bias (`init`), masked to the block's units.
+// The AVX-512 tiles' epilogue: float32 here, bfloat16 in fused_step_bf16.cpp.
+template <int R>
+inline void add_tile_sums(const FusedStepArgs& a, int64_t row0, int64_t block, bool init,
+                          const __m512 (&sums)[R][4]) {
+  constexpr int64_t V = 16;
+  const int64_t H = a.pointwise.hidden;
+  const int64_t j0 = block * V;
+  const int64_t lanes = std::min<int64_t>(V, H - j0);
+  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
+  float* preact = static_cast<float*>(const_cast<void*>(a.pointwise.preact)) + row0 * 4 * H + j0;
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < 4; ++g) {
+      float* p = preact + r * 4 * H + g * H;
+      const float* base = tile_base(a, p, g, j0, init);
+      const __m512 before =
+          base == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, base);
+      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, sums[r][g]));
+    }
+  }
+}
+
 // Four rows with sixteen named zmm accumulators. GCC keeps an array of Vectorized accumulators
 // in memory and stores it on every k iteration (seen in objdump), which made the generic tile
 // store-bound; named __m512 values stay in registers (16 + 4 weights + 1 broadcast of 32).
@@ -108,10 +136,7 @@ template <>
 inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
                                 int64_t block, int64_t k0, int64_t k1, bool init) {
   constexpr int64_t V = 16;
-  const int64_t H = a.pointwise.hidden;
   const int64_t K = op.inner;
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, H - j0);
   const float* w = op.packed + block * K * 4 * V;
   const float* h0 = op.rows + row0 * op.stride;
   const float* h1 = h0 + op.stride;
@@ -140,19 +165,9 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, 
     a30 = _mm512_fmadd_ps(w0, h, a30), a31 = _mm512_fmadd_ps(w1, h, a31);
     a32 = _mm512_fmadd_ps(w2, h, a32), a33 = _mm512_fmadd_ps(w3, h, a33);
   }
-  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
-  float* preact = static_cast<float*>(const_cast<void*>(a.pointwise.preact)) + row0 * 4 * H + j0;
   const __m512 sums[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13},
                              {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-  for (int r = 0; r < 4; ++r) {
-    for (int g = 0; g < 4; ++g) {
-      float* p = preact + r * 4 * H + g * H;
-      const float* base = tile_base(a, p, g, j0, init);
-      const __m512 before =
-          base == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, base);
-      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, sums[r][g]));
-    }
-  }
+  add_tile_sums<4>(a, row0, block, init, sums);
 }
 #endif
 
@@ -217,8 +232,8 @@ inline void for_each_row_tile(int64_t rows, const Tile& tile) {
 // tile above, the gate math on float32 buffers.
 struct Float32Tile {
   static constexpr int64_t kInnerChunk = kFusedInnerChunk;
-  static FusedOperand input(const FusedStepArgs& a) { return input_operand(a); }
-  static FusedOperand recurrent(const FusedStepArgs& a) { return recurrent_operand(a); }
+  static FusedOperand input(const FusedStepArgs& a) { return input_operand<float>(a); }
+  static FusedOperand recurrent(const FusedStepArgs& a) { return recurrent_operand<float>(a); }
   template <int R>
   static void accumulate(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
                          int64_t block, int64_t k0, int64_t k1, bool init) {

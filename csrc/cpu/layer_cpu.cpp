@@ -3,9 +3,9 @@
 #include <fusedlstm/layer_algorithm.h>
 
 #include "cpu_backend.h"
+#include "env_switch.h"
 #include "pointwise_cpu.h"
 
-#include <cstdlib>
 #include <initializer_list>
 #include <string>
 
@@ -15,10 +15,7 @@ namespace {
 
 // FUSEDLSTM_CPU_BF16_TRAINING=float / =bf16 forces the choice below (tests run both).
 const std::string& forced_bf16_training() {
-  static const std::string value = [] {
-    const char* env = std::getenv("FUSEDLSTM_CPU_BF16_TRAINING");
-    return env == nullptr ? std::string() : std::string(env);
-  }();
+  static const std::string value = env_value("FUSEDLSTM_CPU_BF16_TRAINING");
   return value;
 }
 
