@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEPS_STAMP := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv build test lint fuzz sanitize bench bench-quick wheel clean
+.PHONY: venv build test lint fuzz sanitize sanitize-simt bench bench-quick wheel gpu-check clean
 
 venv: $(DEPS_STAMP)
 
@@ -27,10 +27,18 @@ test: build
 fuzz: build
 	FUZZ_EXAMPLES=5000 $(PY) -m pytest tests/fuzz -q -s
 
+# The SIMT emulation's self-test (the CUDA kernels' sources on CPU threads) under
+# ThreadSanitizer: it must pass clean, and each planted missing barrier (1: a __syncthreads(),
+# 2: a grid barrier) must make ThreadSanitizer fail it.
+sanitize-simt: $(DEPS_STAMP)
+	$(PY) tests/simt/selftest_build.py --tsan
+	$(PY) tests/simt/selftest_build.py --tsan --plant 1
+	$(PY) tests/simt/selftest_build.py --tsan --plant 2
+
 # The CPU extension under AddressSanitizer + UndefinedBehaviorSanitizer, and the test suite run
 # with the sanitizer runtimes preloaded (torch and Python themselves are not instrumented).
 # Any report fails the run. The next `make test` rebuilds the normal extension.
-sanitize: $(DEPS_STAMP)
+sanitize: sanitize-simt
 	FUSEDLSTM_SANITIZE=1 $(PIP) install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 \
@@ -45,6 +53,12 @@ bench: build
 
 bench-quick: build
 	$(PY) bench/run.py --quick
+
+# On a machine with an NVIDIA GPU: build for its arch, CUDA tests (GPU vs cuDNN and vs the
+# emulated kernels), kernel resources, bench/results/report-gpu.md. A no-op without a GPU.
+# Uses .venv when there is one, else the python3 on PATH (a GPU machine may have torch already).
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) bench/gpu_check.py
 
 wheel: $(DEPS_STAMP)
 	$(PIP) wheel $(or $(PIP_WHEEL_FLAGS),--quiet) --disable-pip-version-check --no-build-isolation --no-deps -w dist .

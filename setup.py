@@ -146,6 +146,10 @@ cpu_sources = [
     CSRC / "cpu" / "mkl_packed_gemm.cpp",
     CSRC / "cpu" / "onednn_linear.cpp",
     CSRC / "cpu" / "buffer_pool.cpp",
+    # The CUDA kernels' own sources compiled as host C++ on the SIMT emulation (csrc/simt).
+    CSRC / "simt" / "simt_runtime.cpp",
+    CSRC / "simt" / "pointwise_simt.cpp",
+    CSRC / "simt" / "ops_simt.cpp",
 ]
 ext_modules = [
     CppExtension(

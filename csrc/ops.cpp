@@ -2,6 +2,8 @@
 // cpu/ops_cpu.cpp and cuda/ops_cuda.cpp; fake kernels and autograd in fusedlstm/ops.py.
 #include <torch/library.h>
 
+#include "simt/cuda_simt.h"
+
 TORCH_LIBRARY(fusedlstm, m) {
   // One step: returns (h', c', gates) with gates the activated gates (B, 4H) kept for backward.
   m.def(
@@ -26,4 +28,9 @@ TORCH_LIBRARY(fusedlstm, m) {
       "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, "
       "bool reverse, Tensor output, Tensor gates, Tensor cells, bool need_input_grad, "
       "bool need_weight_grads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Test support (fusedlstm/simt.py): while on, the CPU ops run the CUDA back-end with its
+  // kernels emulated on CPU threads; returns the previous setting. And the emulated launches so
+  // far, so that a test can check the emulation ran.
+  m.def("_emulate_cuda_kernels(bool on) -> bool", &fusedlstm::simt::set_emulate_cuda_kernels);
+  m.def("_emulated_launches() -> int", &fusedlstm::simt::emulated_launches);
 }

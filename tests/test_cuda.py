@@ -1,5 +1,6 @@
-"""The CUDA back-end against cuDNN's nn.LSTM and a float64 CPU reference. Skipped without a GPU;
-run by `make test` on any machine that has one."""
+"""The CUDA back-end against cuDNN's nn.LSTM, a float64 CPU reference and its own kernels emulated
+on the CPU (fusedlstm.simt). Skipped without a GPU; run by `make test` and `make gpu-check` on any
+machine that has one."""
 
 import pytest
 import torch
@@ -10,12 +11,21 @@ from torch import nn
 
 import fusedlstm
 
-pytestmark = pytest.mark.skipif(
-    not (torch.cuda.is_available() and fusedlstm.CUDA_LOADED),
-    reason="needs a GPU and fusedlstm built with CUDA",
-)
-CUDA = "cuda"
 
+
+def missing_for_cuda_tests() -> str | None:
+    """What these tests lack on this machine, in words, or None."""
+    if not torch.cuda.is_available():
+        return ("no CUDA device: torch.cuda.is_available() is False (torch "
+                f"{torch.__version__}, built for CUDA {torch.version.cuda})")
+    if not fusedlstm.CUDA_LOADED:
+        return "fusedlstm's CUDA kernels are not loaded: `python -m fusedlstm` says why"
+    return None
+
+
+pytestmark = pytest.mark.skipif(missing_for_cuda_tests() is not None,
+                                reason=str(missing_for_cuda_tests()))
+CUDA = "cuda"
 
 
 def to_cuda(ref, ours):
@@ -198,3 +208,63 @@ def test_autocast_on_cuda_gives_nn_dtypes(module):
     assert our_grad.dtype == ref_grad.dtype == torch.float32
     torch.testing.assert_close(our_out.float(), ref_out.float(), atol=5e-3, rtol=5e-3)
     torch.testing.assert_close(our_grad, ref_grad, atol=2e-2, rtol=2e-2)
+
+
+def emulated_on_cpu(op, *args):
+    """op on CPU copies of args, with the CUDA kernels emulated (fusedlstm.simt)."""
+    with fusedlstm.simt.emulated_cuda_kernels():
+        return op(*[a.cpu() if isinstance(a, torch.Tensor) else a for a in args])
+
+
+# Tolerance between the GPU's kernels and their emulation on the same inputs: the source is the
+# same, the transcendentals are not (CUDA's expf/tanhf against glibc's, a few ulp apart).
+KERNEL_ULPS = {torch.float64: 1e-13, torch.float32: 2e-6, torch.float16: 2e-3,
+               torch.bfloat16: 1.6e-2}
+
+
+@pytest.mark.parametrize("dtype", list(KERNEL_ULPS))
+def test_pointwise_kernels_on_gpu_equal_their_emulation(dtype):
+    """Zero weights make every GEMM exact, so the two runs differ only inside the kernels."""
+    B, I, H = 5, 3, 37
+    inputs = [torch.randn(B, I), torch.randn(B, H), torch.randn(B, H),
+              torch.zeros(4 * H, I), torch.zeros(4 * H, H), 2 * torch.randn(4 * H),
+              torch.randn(4 * H)]
+    inputs = [t.to(CUDA, dtype) for t in inputs]
+    gpu = torch.ops.fusedlstm.lstm_cell(*inputs)
+    emulated = emulated_on_cpu(torch.ops.fusedlstm.lstm_cell, *inputs)
+    tol = KERNEL_ULPS[dtype]
+    for a, b in zip(gpu, emulated, strict=True):
+        torch.testing.assert_close(a.cpu(), b, atol=tol, rtol=tol)
+    x, hx, cx, w_ih, w_hh = inputs[:5]
+    h, c, gates = gpu
+    grads = (torch.randn_like(h), torch.randn_like(c), x, hx, cx, w_ih, w_hh, c, gates)
+    gpu_back = torch.ops.fusedlstm.lstm_cell_backward(*grads)
+    emulated_back = emulated_on_cpu(torch.ops.fusedlstm.lstm_cell_backward, *grads)
+    for a, b in zip(gpu_back, emulated_back, strict=True):  # grad_cx and grad_bias: kernel only
+        torch.testing.assert_close(a.cpu(), b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("packed,reverse", [(False, False), (False, True), (True, False)])
+def test_layer_on_gpu_equals_its_emulation(dtype, packed, reverse):
+    from test_simt import forward_and_backward, layer_inputs
+
+    args = layer_inputs(dtype, steps=6, batch=4, input_size=5, hidden=33, packed=packed)
+    gpu_args = [a.to(CUDA) if isinstance(a, torch.Tensor) and a.dtype.is_floating_point else a
+                for a in args]
+    gpu = forward_and_backward(gpu_args, reverse)
+    with fusedlstm.simt.emulated_cuda_kernels():
+        emulated = forward_and_backward(args, reverse)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4}[dtype]
+    for a, b in zip(gpu, emulated, strict=True):
+        torch.testing.assert_close(a.cpu(), b, atol=tol, rtol=tol)
+
+
+def test_compile_reduce_overhead_replays_cuda_graphs():
+    torch._dynamo.reset()
+    model = fusedlstm.LSTM(6, 8, num_layers=2).to(CUDA)
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+    x = torch.randn(5, 3, 6, device=CUDA)
+    for _ in range(3):  # warm-up, record, replay
+        out = compiled(x)[0].clone()
+    torch.testing.assert_close(out, model(x)[0], **tolerance("lstm", torch.float32))

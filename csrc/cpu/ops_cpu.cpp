@@ -1,15 +1,38 @@
-// CPU implementations of the fusedlstm ops: the shared algorithms with the CPU pointwise back-end.
+// CPU implementations of the fusedlstm ops: the shared algorithms with the CPU back-end, or, while
+// the CUDA kernels are emulated (simt/cuda_simt.h), with the CUDA back-end on the emulation.
 #include <torch/library.h>
 
 #include <fusedlstm/cell_algorithm.h>
 
+#include "../simt/cuda_simt.h"
 #include "cpu_backend.h"
 #include "layer_cpu.h"
 
+namespace fusedlstm::cpu {
+namespace {
+
+template <auto Cpu, auto Emulated>
+struct Routed;
+
+template <typename Ret, typename... Args, Ret (*Cpu)(Args...), Ret (*Emulated)(Args...)>
+struct Routed<Cpu, Emulated> {
+  static Ret call(Args... args) {
+    return simt::emulate_cuda_kernels() ? Emulated(args...) : Cpu(args...);
+  }
+};
+
+}  // namespace
+}  // namespace fusedlstm::cpu
+
 TORCH_LIBRARY_IMPL(fusedlstm, CPU, m) {
   using fusedlstm::cpu::CpuBackend;
-  m.impl("lstm_cell", &fusedlstm::cell_forward_impl<CpuBackend>);
-  m.impl("lstm_cell_backward", &fusedlstm::cell_backward_impl<CpuBackend>);
-  m.impl("lstm_layer", &fusedlstm::cpu::layer_forward_cpu);
-  m.impl("lstm_layer_backward", &fusedlstm::cpu::layer_backward_cpu);
+  using fusedlstm::cpu::Routed;
+  namespace simt = fusedlstm::simt;
+  m.impl("lstm_cell",
+         &Routed<&fusedlstm::cell_forward_impl<CpuBackend>, &simt::cell_forward>::call);
+  m.impl("lstm_cell_backward",
+         &Routed<&fusedlstm::cell_backward_impl<CpuBackend>, &simt::cell_backward>::call);
+  m.impl("lstm_layer", &Routed<&fusedlstm::cpu::layer_forward_cpu, &simt::layer_forward>::call);
+  m.impl("lstm_layer_backward",
+         &Routed<&fusedlstm::cpu::layer_backward_cpu, &simt::layer_backward>::call);
 }

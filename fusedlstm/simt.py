@@ -1,0 +1,28 @@
+"""Running the CUDA back-end's kernels on the CPU, through a SIMT emulation (csrc/simt).
+
+The CUDA kernel sources are also compiled as host C++ against an emulation of the CUDA device
+API in which every CUDA thread is a CPU thread. Inside `emulated_cuda_kernels()`, the fusedlstm
+ops on CPU tensors run the CUDA back-end (the same time loop, ATen's GEMMs where the GPU has
+cuBLAS) with those emulated kernels: the whole CUDA op path except cuBLAS and the stream, on a
+machine without a GPU. For tests; it is orders of magnitude slower than the CPU back-end.
+"""
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+
+@contextlib.contextmanager
+def emulated_cuda_kernels() -> Iterator[None]:
+    """CPU tensors take the CUDA back-end with emulated kernels inside the block (process-wide)."""
+    previous = torch.ops.fusedlstm._emulate_cuda_kernels(True)
+    try:
+        yield
+    finally:
+        torch.ops.fusedlstm._emulate_cuda_kernels(previous)
+
+
+def launches() -> int:
+    """Emulated kernel launches so far in this process."""
+    return torch.ops.fusedlstm._emulated_launches()

@@ -1,0 +1,233 @@
+// The SIMT emulation's self-test, a standalone program (no libtorch; c10 headers for the
+// pointwise kernels' dtypes): each emulated device feature against a known answer, the limits
+// the emulation enforces, and the project's CUDA pointwise kernels (cuda/pointwise_kernels.cuh)
+// against the same per-unit code run sequentially. Built plain by tests/test_simt.py and under
+// ThreadSanitizer by `make sanitize`, which also builds it with one barrier planted out
+// (-DFUSEDLSTM_SIMT_PLANT=1 / 2) and requires ThreadSanitizer to fail that build's run.
+#include <fusedlstm/simt/simt.h>
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../../csrc/cuda/pointwise_kernels.cuh"
+#include "harness_kernels.cuh"
+
+namespace {
+
+using fusedlstm::simt::launch;
+using fusedlstm::simt::launch_cooperative;
+
+int failures = 0;
+int passes = 0;
+
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    ++failures;
+    std::printf("FAIL %s\n", what.c_str());
+  }
+}
+
+// Whether fn throws an exception whose message contains `needle`.
+bool throws_with(const std::function<void()>& fn, const std::string& needle) {
+  try {
+    fn();
+  } catch (const std::exception& error) {
+    return std::string(error.what()).find(needle) != std::string::npos;
+  }
+  return false;
+}
+
+std::vector<float> ramp(size_t n, float scale = 1.0f) {
+  std::vector<float> values(n);
+  for (size_t i = 0; i < n; ++i) values[i] = scale * static_cast<float>((i * 7919) % 23) - 11.0f;
+  return values;
+}
+
+void test_block_barrier_and_shared_memory() {
+  constexpr int blocks = 4, threads = 128;
+  const auto in = ramp(blocks * threads);
+  std::vector<float> sums(blocks);
+  launch(simt_harness::block_sum_kernel, dim3(blocks), dim3(threads), threads * sizeof(float),
+         in.data(), sums.data());
+  for (int b = 0; b < blocks; ++b) {
+    float expected = 0;
+    for (int t = 0; t < threads; ++t) expected += in[b * threads + t];
+    check(sums[b] == expected, "block_sum block " + std::to_string(b));
+  }
+}
+
+void test_grid_barrier() {
+  constexpr int blocks = 4, threads = 64;
+  const auto in = ramp(blocks * threads);
+  std::vector<float> block_sums(blocks), out(blocks);
+  check(launch_cooperative(simt_harness::grid_exchange_kernel, dim3(blocks), dim3(threads), 0,
+                           in.data(), block_sums.data(), out.data()),
+        "cooperative launch of 256 threads accepted");
+  float expected = 0;
+  for (float v : in) expected += v;
+  for (int b = 0; b < blocks; ++b) {
+    check(std::fabs(out[b] - expected) < 1e-3f, "grid_exchange block " + std::to_string(b));
+  }
+}
+
+#if FUSEDLSTM_SIMT_PLANT == 0
+
+void test_warp_shuffles_and_votes() {
+  constexpr int blocks = 2, threads = 64, warps = blocks * threads / 32;
+  const auto in = ramp(blocks * threads, 0.5f);
+  std::vector<float> out(4 * warps);
+  launch(simt_harness::warp_kernel, dim3(blocks), dim3(threads), 0, in.data(), out.data());
+  for (int w = 0; w < warps; ++w) {
+    float sum = 0, biggest = -1e30f, positive = 0;
+    for (int lane = 0; lane < 32; ++lane) {
+      const float v = in[w * 32 + lane];
+      sum += v;
+      biggest = std::max(biggest, v);
+      positive += v > 0 ? 1 : 0;
+    }
+    check(std::fabs(out[4 * w] - sum) < 1e-4f, "warp sum " + std::to_string(w));
+    check(out[4 * w + 1] == biggest, "warp max " + std::to_string(w));
+    check(out[4 * w + 2] == positive, "warp ballot " + std::to_string(w));
+    check(out[4 * w + 3] == in[w * 32 + 3], "warp broadcast " + std::to_string(w));
+  }
+}
+
+void test_atomics_with_a_partial_warp() {
+  int counter = 0;
+  float total = 0;
+  launch(simt_harness::atomic_count_kernel, dim3(3), dim3(100), 0, &counter, &total);
+  check(counter == 300 && total == 150.0f, "atomics over 3 x 100 threads");
+}
+
+void test_refusals() {
+  std::vector<float> out(64);
+  check(throws_with([&] {
+          launch(simt_harness::bad_mask_kernel, dim3(1), dim3(32), 0, out.data());
+        }, "mask 0x0000ffff"),
+        "a shuffle mask that leaves out live lanes fails the launch");
+  check(throws_with([&] {
+          launch(simt_harness::bad_mask_kernel, dim3(1), dim3(2048), 0, out.data());
+        }, "threads per block"),
+        "2048 threads per block refused");
+  check(throws_with([&] {
+          launch(simt_harness::grid_sync_without_cooperative_launch_kernel, dim3(2), dim3(32), 0);
+        }, "not cooperative"),
+        "grid.sync() outside a cooperative launch fails");
+  check(!launch_cooperative(simt_harness::grid_sync_without_cooperative_launch_kernel, dim3(8),
+                            dim3(1024), 0),
+        "a cooperative grid of 8192 threads is refused");
+  launch(simt_harness::uninitialised_shared_kernel, dim3(1), dim3(64), 64 * sizeof(float),
+         out.data());
+  check(std::isnan(out[0]) && std::isnan(out[63]), "uninitialised shared memory reads NaN");
+}
+
+// Runs the pointwise pass `args` through the CUDA kernel, emulated.
+template <typename Args>
+void launch_emulated(const Args& args) {
+  fusedlstm::kernels::launch_pointwise(args, [](auto kernel, int blocks, int threads,
+                                                const auto& a) {
+    launch(kernel, dim3(blocks), dim3(threads), 0, a);
+  });
+}
+
+// The same pass one unit at a time, on this thread.
+template <typename T, typename Args>
+void run_sequentially(const Args& args) {
+  for (int64_t u = 0; u < args.rows * args.hidden; ++u) {
+    fusedlstm::kernels::pointwise_units<T>(args, u / args.hidden, u % args.hidden);
+  }
+}
+
+// The CUDA pointwise kernels over rows x hidden units, emulated, against the same per-unit
+// functions called one unit at a time: equal bit for bit, so every unit is visited exactly once.
+template <typename T>
+void test_pointwise_kernels(int64_t rows, int64_t hidden, c10::ScalarType dtype) {
+  using fusedlstm::PointwiseBackwardArgs;
+  using fusedlstm::PointwiseForwardArgs;
+  const int64_t G = 4 * hidden;
+  const auto make = [](int64_t n, float scale) {
+    std::vector<T> values(n);
+    const auto floats = ramp(n, scale);
+    for (int64_t i = 0; i < n; ++i) values[i] = static_cast<T>(floats[i] / 11.0f);
+    return values;
+  };
+  const std::string name = std::string(c10::toString(dtype)) + " rows " + std::to_string(rows) +
+                           " hidden " + std::to_string(hidden);
+  // Forward: the gates overwrite the pre-activations, as in the ops.
+  const auto preact = make(rows * G, 1.0f);
+  const auto addend = make(rows * G, 0.3f);
+  const auto c_prev = make(rows * hidden, 0.7f);
+  std::vector<std::vector<T>> gates(2, preact), c(2, std::vector<T>(rows * hidden)),
+      h(2, std::vector<T>(rows * hidden));
+  for (int run = 0; run < 2; ++run) {
+    const PointwiseForwardArgs args{dtype, rows, hidden, gates[run].data(), addend.data(),
+                                    gates[run].data(), c_prev.data(), c[run].data(), nullptr,
+                                    h[run].data(), hidden, nullptr, 0};
+    run == 0 ? launch_emulated(args) : run_sequentially<T>(args);
+  }
+  check(std::memcmp(gates[0].data(), gates[1].data(), gates[0].size() * sizeof(T)) == 0 &&
+            std::memcmp(c[0].data(), c[1].data(), c[0].size() * sizeof(T)) == 0 &&
+            std::memcmp(h[0].data(), h[1].data(), h[0].size() * sizeof(T)) == 0,
+        "pointwise forward " + name);
+  // Backward: dL/dc_{t-1} overwrites dL/dc_t, as in the layer op.
+  const auto grad_h = make(rows * hidden, 0.9f);
+  const auto grad_h_extra = make(rows * hidden, 0.2f);
+  std::vector<std::vector<T>> grad_c(2, make(rows * hidden, 0.4f)),
+      grad_gates(2, std::vector<T>(rows * G));
+  for (int run = 0; run < 2; ++run) {
+    const PointwiseBackwardArgs args{dtype, rows, hidden, grad_h.data(), hidden,
+                                     grad_h_extra.data(), hidden, grad_c[run].data(),
+                                     grad_c[run].data(), gates[1].data(), c[1].data(),
+                                     c_prev.data(), grad_gates[run].data()};
+    run == 0 ? launch_emulated(args) : run_sequentially<T>(args);
+  }
+  check(std::memcmp(grad_c[0].data(), grad_c[1].data(), grad_c[0].size() * sizeof(T)) == 0 &&
+            std::memcmp(grad_gates[0].data(), grad_gates[1].data(),
+                        grad_gates[0].size() * sizeof(T)) == 0,
+        "pointwise backward " + name);
+}
+
+#endif
+
+void run(const char* name, const std::function<void()>& test) {
+  const int before = failures;
+  try {
+    test();
+  } catch (const std::exception& error) {
+    ++failures;
+    std::printf("FAIL %s: %s\n", name, error.what());
+  }
+  if (failures == before) ++passes;
+  std::printf("%s %s\n", failures == before ? "ok  " : "FAIL", name);
+}
+
+}  // namespace
+
+int main() {
+  run("block barrier and shared memory", test_block_barrier_and_shared_memory);
+  run("grid barrier", test_grid_barrier);
+#if FUSEDLSTM_SIMT_PLANT == 0
+  run("warp shuffles and votes", test_warp_shuffles_and_votes);
+  run("atomics with a partial warp", test_atomics_with_a_partial_warp);
+  run("refusals", test_refusals);
+  run("pointwise kernels float32", [] {
+    test_pointwise_kernels<float>(1, 1, c10::kFloat);
+    test_pointwise_kernels<float>(3, 37, c10::kFloat);
+    test_pointwise_kernels<float>(5, 300, c10::kFloat);  // 6 blocks: two waves of resident blocks
+  });
+  run("pointwise kernels float64", [] { test_pointwise_kernels<double>(3, 37, c10::kDouble); });
+  run("pointwise kernels float16", [] { test_pointwise_kernels<c10::Half>(3, 37, c10::kHalf); });
+  run("pointwise kernels bfloat16",
+      [] { test_pointwise_kernels<c10::BFloat16>(3, 37, c10::kBFloat16); });
+#endif
+  std::printf("%d passed, %d failed\n", passes, failures);
+  return failures == 0 ? 0 : 1;
+}
