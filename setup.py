@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from setuptools import setup
+from setuptools.command.build_clib import build_clib
 
 ROOT = Path(__file__).parent.resolve()
 CSRC = Path("csrc")
@@ -181,8 +182,29 @@ if WITH_CUDA:
     )
 
 
+# Objects live in build/<configuration>/ across builds, so that a rebuild (every `make` target,
+# and pip's editable installs, which would otherwise build in a fresh temporary directory)
+# recompiles only what changed: ninja tracks the extensions' headers, obj_deps the libraries'.
+CONFIGURATION = "-".join(name for name, on in (("debug", DEBUG), ("sanitize", SANITIZE)) if on)
+BUILD_DIR = ROOT / "build" / (CONFIGURATION or "release")
+HEADERS = sorted(str(p) for p in (ROOT / "csrc").rglob("*.h*"))
+for _, library in capability_libraries:
+    library["obj_deps"] = {"": HEADERS + [str(ROOT / "setup.py")]}
+
+
+class PersistentBuildClib(build_clib):
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = self.build_clib = str(BUILD_DIR / "libraries")
+
+
 class BuildWithCapabilities(BuildExtension):
-    """build_ext that builds the per-capability static libraries first (editable installs too)."""
+    """build_ext that builds the per-capability static libraries first (editable installs too),
+    both in the persistent BUILD_DIR."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = str(BUILD_DIR / "extensions")
 
     def run(self):
         if self.distribution.has_c_libraries():
@@ -214,5 +236,6 @@ if not WITH_CUDA:
 setup(
     libraries=capability_libraries,
     ext_modules=ext_modules,
-    cmdclass={"build_ext": BuildWithCapabilities.with_options(use_ninja=True)},
+    cmdclass={"build_clib": PersistentBuildClib,
+              "build_ext": BuildWithCapabilities.with_options(use_ninja=True)},
 )
