@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 DEPS_STAMP := $(VENV)/.deps-installed
 PYTEST_ARGS ?=
 
-.PHONY: venv build test lint fuzz sanitize sanitize-simt bench bench-quick wheel gpu-check clean
+.PHONY: venv build test test-slow lint fuzz sanitize sanitize-simt bench bench-quick wheel gpu-check clean
 
 venv: $(DEPS_STAMP)
 
@@ -20,8 +20,12 @@ $(DEPS_STAMP): requirements-dev.txt
 build: $(DEPS_STAMP)
 	$(PIP) install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
 
+# The default suite; the multi-process tests marked slow are `make test-slow` (CI runs both).
 test: build
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+test-slow: build
+	$(PY) -m pytest tests -m slow $(PYTEST_ARGS)
 
 # 10,000+ fuzz cases (5,000 per fuzz test); `make test` runs a fixed-seed slice of 150 each.
 fuzz: build
@@ -60,8 +64,10 @@ bench-quick: build
 gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python3) bench/gpu_check.py
 
+# Compiled afresh in build/wheel, so that the log shows every compile (CI checks its warnings).
 wheel: $(DEPS_STAMP)
-	$(PIP) wheel $(or $(PIP_WHEEL_FLAGS),--quiet) --disable-pip-version-check --no-build-isolation --no-deps -w dist .
+	rm -rf build/wheel
+	FUSEDLSTM_BUILD_DIR=build/wheel $(PIP) wheel $(or $(PIP_WHEEL_FLAGS),--quiet) --disable-pip-version-check --no-build-isolation --no-deps -w dist .
 
 clean:
 	rm -rf build dist *.egg-info fusedlstm/*.so fusedlstm/_build_info.py

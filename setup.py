@@ -1,6 +1,7 @@
 """Builds fusedlstm: the CPU extension always, the CUDA one when it can.
 
-Switches (environment): FUSEDLSTM_CUDA=auto|0|1, TORCH_CUDA_ARCH_LIST, MAX_JOBS, DEBUG=1.
+Switches (environment): FUSEDLSTM_CUDA=auto|0|1, TORCH_CUDA_ARCH_LIST, MAX_JOBS, DEBUG=1,
+FUSEDLSTM_SANITIZE=1, FUSEDLSTM_BUILD_DIR (where objects are kept; default build/<configuration>).
 Build against the torch you have: pip install --no-build-isolation .
 """
 
@@ -186,7 +187,9 @@ if WITH_CUDA:
 # and pip's editable installs, which would otherwise build in a fresh temporary directory)
 # recompiles only what changed: ninja tracks the extensions' headers, obj_deps the libraries'.
 CONFIGURATION = "-".join(name for name, on in (("debug", DEBUG), ("sanitize", SANITIZE)) if on)
-BUILD_DIR = ROOT / "build" / (CONFIGURATION or "release")
+# FUSEDLSTM_BUILD_DIR overrides it (make wheel: a fresh directory, so its log shows every compile).
+BUILD_DIR = Path(os.environ.get("FUSEDLSTM_BUILD_DIR") or ROOT / "build" / (CONFIGURATION or
+                                                                          "release")).resolve()
 HEADERS = sorted(str(p) for p in (ROOT / "csrc").rglob("*.h*"))
 for _, library in capability_libraries:
     library["obj_deps"] = {"": HEADERS + [str(ROOT / "setup.py")]}

@@ -2,13 +2,18 @@
 ratios in bold where fusedlstm is faster) and PNG plots of time ratios against nn.LSTM over the
 hidden-size and batch-size sweeps.
 
-Usage: python bench/report.py [results.json]   (run.py calls write() itself)
+Usage: python bench/report.py [results.json] [--publish]   (run.py calls write() itself)
+A run writes bench/results/ (not tracked); --publish makes it the one in docs/benchmarks/ and the
+README.
 """
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = ROOT / "docs" / "benchmarks"
 NAMES = {
     "fused": "fusedlstm.LSTM",
     "nn": "nn.LSTM",
@@ -219,12 +224,27 @@ def update_readme(report_path: Path, readme: Path) -> None:
     readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
 
 
+def publish(source: Path) -> list[Path]:
+    """Makes a run the published one: its results, report, plots and the CUDA kernel resources
+    in docs/benchmarks/ (tracked), its tables in the README. Local runs stay in bench/results/
+    (ignored by git)."""
+    PUBLISHED.mkdir(parents=True, exist_ok=True)
+    results = json.loads(source.read_text())
+    (PUBLISHED / "results.json").write_text(json.dumps(results, indent=1))
+    resources = source.parent / "kernel_resources.md"
+    if resources.exists():
+        shutil.copy(resources, PUBLISHED / "kernel_resources.md")
+    written = write(results, PUBLISHED)
+    update_readme(written[0], ROOT / "README.md")
+    return written
+
+
 if __name__ == "__main__":
+    # python bench/report.py [results.json] [--publish]
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    default = Path(__file__).parent / "results" / "results.json"
-    source = Path(args[0]) if args else default
-    written = write(json.loads(source.read_text()), source.parent,
-                    suffix=source.stem.replace("results", ""))
-    print(written)
-    if "--update-readme" in sys.argv:  # python bench/report.py --update-readme
-        update_readme(written[0], Path(__file__).parent.parent / "README.md")
+    source = Path(args[0]) if args else ROOT / "bench" / "results" / "results.json"
+    if "--publish" in sys.argv:
+        print(publish(source))
+    else:
+        print(write(json.loads(source.read_text()), source.parent,
+                    suffix=source.stem.replace("results", "")))

@@ -9,10 +9,12 @@ TORCH_LIBRARY(fusedlstm, m) {
   m.def(
       "lstm_cell(Tensor input, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh) -> (Tensor, Tensor, Tensor)");
-  // Returns (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias).
+  // Returns (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias); grad_input, grad_hx
+  // and the weight and bias gradients are empty unless asked for (each skipped one saves a GEMM).
   m.def(
       "lstm_cell_backward(Tensor grad_hy, Tensor grad_cy, Tensor input, Tensor hx, Tensor cx, "
-      "Tensor w_ih, Tensor w_hh, Tensor cy, Tensor gates) -> (Tensor, Tensor, Tensor, Tensor, "
+      "Tensor w_ih, Tensor w_hh, Tensor cy, Tensor gates, bool need_input_grad=True, "
+      "bool need_hx_grad=True, bool need_weight_grads=True) -> (Tensor, Tensor, Tensor, Tensor, "
       "Tensor, Tensor)");
   // One direction of one layer over a sequence: input (T, B, I), or packed data (N, I) with
   // batch_sizes. Returns (output, h_n, c_n, gates, cells); gates and cells are empty unless train.

@@ -29,14 +29,19 @@ def _lstm_cell_fake(input, hx, cx, w_ih, w_hh, b_ih, b_hh):
 
 
 @torch.library.register_fake("fusedlstm::lstm_cell_backward")
-def _lstm_cell_backward_fake(grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates):
+def _lstm_cell_backward_fake(grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates,
+                             need_input_grad=True, need_hx_grad=True, need_weight_grads=True):
+    def skipped():  # a fresh one per output: outputs never alias
+        return input.new_empty((0,))
+
+    weights = need_weight_grads
     return (
-        torch.empty_like(input),
-        torch.empty_like(hx),
+        torch.empty_like(input) if need_input_grad else skipped(),
+        torch.empty_like(hx) if need_hx_grad else skipped(),
         torch.empty_like(cx),
-        torch.empty_like(w_ih),
-        torch.empty_like(w_hh),
-        w_ih.new_empty((w_ih.shape[0],)),
+        torch.empty_like(w_ih) if weights else skipped(),
+        torch.empty_like(w_hh) if weights else skipped(),
+        w_ih.new_empty((w_ih.shape[0],)) if weights else skipped(),
     )
 
 
@@ -53,19 +58,16 @@ def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_gates):
     input, hx, cx, w_ih, w_hh, cy, gates = ctx.saved_tensors
     grad_hy = torch.zeros_like(cy) if grad_hy is None else grad_hy
     grad_cy = torch.zeros_like(cy) if grad_cy is None else grad_cy
-    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias = _cell_backward_op(
-        grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates
+    needs = ctx.needs_input_grad
+    grads = _cell_backward_op(
+        grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates, needs[0], needs[1],
+        any(needs[3:7]),
     )
-    has_b_ih, has_b_hh = ctx.has_bias
-    return (
-        grad_input,
-        grad_hx,
-        grad_cx,
-        grad_w_ih,
-        grad_w_hh,
-        grad_bias if has_b_ih else None,
-        grad_bias if has_b_hh else None,
-    )
+    grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias = grads
+    grads = (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias, grad_bias)
+    present = (True, True, True, True, True, *ctx.has_bias)
+    return tuple(g if has and need else None
+                 for g, has, need in zip(grads, present, needs, strict=True))
 
 
 torch.library.register_autograd(

@@ -28,10 +28,12 @@ def test_opcheck_lstm_cell(requires_grad, bias):
     torch.library.opcheck(torch.ops.fusedlstm.lstm_cell.default, args)
 
 
-def test_opcheck_lstm_cell_backward():
+@pytest.mark.parametrize("needs", [(True, True, True), (False, True, True), (False, False, True),
+                                   (True, True, False)])
+def test_opcheck_lstm_cell_backward(needs):
     x, hx, cx, w_ih, w_hh, b_ih, b_hh = cell_args(requires_grad=False, dtype=torch.float32)
     hy, cy, gates = torch.ops.fusedlstm.lstm_cell(x, hx, cx, w_ih, w_hh, b_ih, b_hh)
-    args = (torch.randn_like(hy), torch.randn_like(cy), x, hx, cx, w_ih, w_hh, cy, gates)
+    args = (torch.randn_like(hy), torch.randn_like(cy), x, hx, cx, w_ih, w_hh, cy, gates, *needs)
     torch.library.opcheck(torch.ops.fusedlstm.lstm_cell_backward.default, args)
 
 

@@ -44,6 +44,27 @@ def test_matches_nn_lstmcell(dtype, bias, with_hx, batch, input_size, hidden_siz
         torch.testing.assert_close(a, b, **tolerance("cell", dtype))
 
 
+@pytest.mark.parametrize("frozen", ["input", "state", "weights"])
+def test_a_loop_where_some_inputs_need_no_gradient(frozen):
+    """A decoder-style loop over steps; the backward skips the GEMMs of what needs no
+    gradient and every gradient that is asked for still equals nn.LSTMCell's."""
+    dtype = torch.float64
+    ref, ours = make_pair(5, 7, True, dtype)
+    xs = torch.randn(4, 3, 5, dtype=dtype, requires_grad=frozen != "input")
+    h0 = torch.randn(3, 7, dtype=dtype, requires_grad=frozen != "state")
+    results = []
+    for cell in (ref, ours):
+        cell.requires_grad_(frozen != "weights")
+        state, loss = (h0, h0 * 0.5), 0
+        for x in xs:
+            state = cell(x, state)
+            loss = loss + state[0].sin().sum() + state[1].cos().sum()
+        leaves = [t for t in (xs, h0, *cell.parameters()) if t.requires_grad]
+        results.append(torch.autograd.grad(loss, leaves))
+    for a, b in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(a, b, **tolerance("cell", dtype))
+
+
 @pytest.mark.parametrize("with_hx", [True, False])
 def test_unbatched_input(with_hx):
     ref, ours = make_pair(6, 5, True, torch.float64)

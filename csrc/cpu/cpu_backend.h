@@ -23,4 +23,13 @@ struct CpuBackend : CpuGemm {
   }
 };
 
+// The cell ops' back-end: the same pointwise passes, ATen's GEMMs (MKL). A cell's products run
+// once per call, where oneDNN's per-call cost and the transposed copies it needs for the
+// backward (dgates W and dgates^T x) cost more than they save (docs/performance.md).
+struct CpuCellBackend : AtenGemm {
+  using StepGemm = AtenStepGemm;
+  static void forward(const PointwiseForwardArgs& args) { CpuBackend::forward(args); }
+  static void backward(const PointwiseBackwardArgs& args) { CpuBackend::backward(args); }
+};
+
 }  // namespace fusedlstm::cpu

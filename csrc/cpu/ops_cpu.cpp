@@ -25,13 +25,13 @@ struct Routed<Cpu, Emulated> {
 }  // namespace fusedlstm::cpu
 
 TORCH_LIBRARY_IMPL(fusedlstm, CPU, m) {
-  using fusedlstm::cpu::CpuBackend;
+  using fusedlstm::cpu::CpuCellBackend;
   using fusedlstm::cpu::Routed;
   namespace simt = fusedlstm::simt;
   m.impl("lstm_cell",
-         &Routed<&fusedlstm::cell_forward_impl<CpuBackend>, &simt::cell_forward>::call);
+         &Routed<&fusedlstm::cell_forward_impl<CpuCellBackend>, &simt::cell_forward>::call);
   m.impl("lstm_cell_backward",
-         &Routed<&fusedlstm::cell_backward_impl<CpuBackend>, &simt::cell_backward>::call);
+         &Routed<&fusedlstm::cell_backward_impl<CpuCellBackend>, &simt::cell_backward>::call);
   m.impl("lstm_layer", &Routed<&fusedlstm::cpu::layer_forward_cpu, &simt::layer_forward>::call);
   m.impl("lstm_layer_backward",
          &Routed<&fusedlstm::cpu::layer_backward_cpu, &simt::layer_backward>::call);

@@ -10,10 +10,16 @@ namespace fusedlstm::cpu {
 
 namespace {
 // Units (one hidden unit of one row) per task: below this a step's pointwise pass runs on one
-// thread, since a fork/join costs a few microseconds and a vectorised unit a few nanoseconds.
+// thread, since a fork/join costs a few microseconds and a vectorised float unit a couple of
+// nanoseconds. A float64 unit costs about ten times more (half the lanes, Sleef's double exp and
+// tanh), so its passes split into threads from an eighth of the size.
 constexpr int64_t kUnitsPerTask = 8192;
+constexpr int64_t kDoubleUnitsPerTask = 1024;
 
-int64_t rows_per_task(int64_t hidden) { return std::max<int64_t>(1, kUnitsPerTask / hidden); }
+int64_t rows_per_task(c10::ScalarType dtype, int64_t hidden) {
+  const int64_t units = dtype == c10::ScalarType::Double ? kDoubleUnitsPerTask : kUnitsPerTask;
+  return std::max<int64_t>(1, units / hidden);
+}
 }  // namespace
 
 const RowKernels& selected_row_kernels() {
@@ -30,13 +36,13 @@ const RowKernels& selected_row_kernels() {
 
 void CpuBackend::forward(const PointwiseForwardArgs& args) {
   const ForwardRowsFn kernel = selected_row_kernels().forward;
-  at::parallel_for(0, args.rows, rows_per_task(args.hidden),
+  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
 
 void CpuBackend::backward(const PointwiseBackwardArgs& args) {
   const BackwardRowsFn kernel = selected_row_kernels().backward;
-  at::parallel_for(0, args.rows, rows_per_task(args.hidden),
+  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
 

@@ -74,9 +74,33 @@ struct ReducedVectorLanes {
   }
 };
 
+// The native double vector (float64 layers and cells).
+struct DoubleVectorLanes {
+  using Compute = at::vec::Vectorized<double>;
+  static constexpr int64_t width = Compute::size();
+  static Compute load(const double* p, int64_t /*row_stride*/) { return Compute::loadu(p); }
+  static void store(double* p, int64_t /*row_stride*/, Compute v) { v.store(p); }
+};
+
+// The last H % width units of a row as one partial vector: `count` lanes loaded and stored, the
+// rest zero and discarded. The count is per call (set by for_each_unit just before), so it lives
+// in a thread-local rather than in the static lane-policy interface.
+template <typename Lanes>
+struct PartialLanes {
+  using Compute = typename Lanes::Compute;
+  using Element = typename Compute::value_type;
+  static inline thread_local int64_t count = 0;
+  static Compute load(const Element* p, int64_t /*row_stride*/) { return Compute::loadu(p, count); }
+  static void store(Element* p, int64_t /*row_stride*/, Compute v) { v.store(p, count); }
+};
+
 template <typename scalar_t>
 struct VectorLanesFor {
-  using type = ScalarLanes<scalar_t>;  // double: scalar (its tolerance is 1e-10, not speed)
+  using type = ScalarLanes<scalar_t>;
+};
+template <>
+struct VectorLanesFor<double> {
+  using type = DoubleVectorLanes;
 };
 template <>
 struct VectorLanesFor<float> {
@@ -92,7 +116,9 @@ struct VectorLanesFor<c10::Half> {
 };
 
 // Runs `units(args, row, j)` over every unit of the rows: packs of vectors first (float32),
-// then whole vectors, then a scalar tail for H not a multiple of the vector width.
+// then whole vectors, then the tail for H not a multiple of the vector width: one partial vector
+// (float32, float64; a unit at a time through libm costs several times a vector's work) or
+// scalars (bfloat16, float16).
 template <typename scalar_t, template <typename, typename> class Units, typename Args>
 inline void for_each_unit(const Args& a, int64_t row_begin, int64_t row_end) {
   using Scalar = ScalarLanes<scalar_t>;
@@ -109,7 +135,14 @@ inline void for_each_unit(const Args& a, int64_t row_begin, int64_t row_end) {
         Units<scalar_t, Vector>::run(a, row, j);
       }
     }
-    for (; j < a.hidden; ++j) Units<scalar_t, Scalar>::run(a, row, j);
+    if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
+      if (j < a.hidden) {
+        PartialLanes<Vector>::count = a.hidden - j;
+        Units<scalar_t, PartialLanes<Vector>>::run(a, row, j);
+      }
+    } else {
+      for (; j < a.hidden; ++j) Units<scalar_t, Scalar>::run(a, row, j);
+    }
   }
 }
 

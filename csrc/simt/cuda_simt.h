@@ -31,7 +31,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cell_backward(
     const at::Tensor& grad_hy, const at::Tensor& grad_cy, const at::Tensor& input,
     const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const at::Tensor& cy, const at::Tensor& gates);
+    const at::Tensor& cy, const at::Tensor& gates, bool need_input_grad, bool need_hx_grad,
+    bool need_weight_grads);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_forward(
     const at::Tensor& input, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,

@@ -27,9 +27,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward(
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> cell_backward(
     const at::Tensor& grad_hy, const at::Tensor& grad_cy, const at::Tensor& input,
     const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih, const at::Tensor& w_hh,
-    const at::Tensor& cy, const at::Tensor& gates) {
+    const at::Tensor& cy, const at::Tensor& gates, bool need_input_grad, bool need_hx_grad,
+    bool need_weight_grads) {
   return cell_backward_impl<CudaSimtBackend>(grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy,
-                                             gates);
+                                             gates, need_input_grad, need_hx_grad,
+                                             need_weight_grads);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_forward(

@@ -40,12 +40,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward_impl(
 }
 
 // Returns (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias); grad_bias is the
-// gradient of b_ih and of b_hh alike (they enter the gates as a sum).
+// gradient of b_ih and of b_hh alike (they enter the gates as a sum). Gradients not asked for
+// are empty tensors, and their GEMMs are skipped.
 template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const at::Tensor& input,
                    const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,
-                   const at::Tensor& w_hh, const at::Tensor& cy, const at::Tensor& gates) {
+                   const at::Tensor& w_hh, const at::Tensor& cy, const at::Tensor& gates,
+                   bool need_input_grad, bool need_hx_grad, bool need_weight_grads) {
   constexpr const char* op = "fusedlstm::lstm_cell_backward";
   const WeightShapes shape =
       check_cell(input, hx, cx, w_ih, w_hh, c10::nullopt, c10::nullopt, op);
@@ -70,9 +72,14 @@ cell_backward_impl(const at::Tensor& grad_hy, const at::Tensor& grad_cy, const a
         grad_c.const_data_ptr(), grad_cx.data_ptr(), saved_gates.const_data_ptr(),
         c.const_data_ptr(), c_prev.const_data_ptr(), grad_gates.data_ptr()});
   }
-  return {Backend::matmul(grad_gates, w_ih), Backend::matmul(grad_gates, w_hh), grad_cx,
-          Backend::matmul_tn(grad_gates, input), Backend::matmul_tn(grad_gates, hx),
-          grad_gates.sum(0)};
+  const auto skipped = [&] { return at::empty({0}, input.options()); };  // never aliased
+  const bool weights = need_weight_grads;
+  return {need_input_grad ? Backend::matmul(grad_gates, w_ih) : skipped(),
+          need_hx_grad ? Backend::matmul(grad_gates, w_hh) : skipped(),
+          grad_cx,
+          weights ? Backend::matmul_tn(grad_gates, input) : skipped(),
+          weights ? Backend::matmul_tn(grad_gates, hx) : skipped(),
+          weights ? grad_gates.sum(0) : skipped()};
 }
 
 }  // namespace fusedlstm
