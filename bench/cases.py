@@ -37,12 +37,16 @@ MAIN_SHAPES = [
     Shape("small-2layer", 50, 8, 64, 128, layers=2),
     Shape("batch1", 100, 1, 128, 128),
     Shape("bi-2layer", 100, 32, 256, 256, layers=2, bidirectional=True),
+    Shape("lm-2layer", 35, 20, 200, 200, layers=2),  # a word-level language model's batch
 ]
 H_SWEEP = [Shape(f"H{h}", 100, 32, h, h, sweep="H") for h in (64, 128, 256, 512, 1024)]
 B_SWEEP = [Shape(f"B{b}", 100, b, 256, 256, sweep="B") for b in (1, 8, 32, 128)]
 GPU_SHAPES = [Shape("haste", 250, 32, 128, 256), Shape("large", 100, 64, 1024, 1024)]
-# The per-step cell comparison: T is the number of steps a Python loop runs.
-CELL_SHAPES = [Shape("cell-B64-H512", 1, 64, 512, 512), Shape("cell-B1-H128", 1, 1, 128, 128)]
+# The cell comparison: a Python loop of T steps carrying (h, c), as decoders and step-by-step
+# programs run a cell; in training, the backward of the whole loop.
+CELL_SHAPES = [Shape("cell-B97-H51", 20, 97, 51, 51), Shape("cell-B64-H512", 20, 64, 512, 512),
+               Shape("cell-B1-H128", 20, 1, 128, 128), Shape("cell-B32-H256", 20, 32, 128, 256)]
+CELL_DTYPES = (torch.float32, torch.float64)
 
 MODES = ("inference", "training")  # no_grad forward; forward + backward
 
@@ -178,10 +182,18 @@ def build_runners(case: Case, impls: tuple[str, ...]) -> dict[str, Callable[[], 
         ours = fusedlstm.LSTMCell(s.I, s.H, device=device, dtype=dtype)
         ours.load_state_dict(ref.state_dict())
         modules = {"nn_cell": ref, "fused_cell": ours}
-        x = torch.randn(s.B, s.I, device=device, dtype=dtype)
+        xs = torch.randn(s.T, s.B, s.I, device=device, dtype=dtype)
         hx = (torch.randn(s.B, s.H, device=device, dtype=dtype),
               torch.randn(s.B, s.H, device=device, dtype=dtype))
-        call = {name: (lambda m=m: m(x, hx)[0]) for name, m in modules.items()}
+
+        def cell_loop(cell):
+            state, outputs = hx, []
+            for x in xs:
+                state = cell(x, state)
+                outputs.append(state[0])
+            return torch.stack(outputs)
+
+        call = {name: (lambda m=m: cell_loop(m)) for name, m in modules.items()}
     else:
         ref = nn.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
                       dtype=dtype)

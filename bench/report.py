@@ -174,7 +174,7 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
         kind = "cell" if "fused_cell" in r["impls"] else "layer"
         groups.setdefault((kind, r["device"], r["dtype"], tuple(r["impls"])), []).append(r)
     for (kind, device, dtype, _), rows in groups.items():
-        title = "LSTMCell, one step" if kind == "cell" else "LSTM layer stack"
+        title = "LSTMCell in a loop" if kind == "cell" else "LSTM layer stack"
         lines += [f"## {title}: {device}, {dtype}", ""] + layer_table_for(kind, rows) + [""]
     if results.get("memory"):
         method = ("rise of the resident set (RSS high-water mark) during a second training step "
@@ -197,14 +197,15 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
 def layer_table_for(kind: str, rows: list[dict]) -> list[str]:
     if kind == "layer":
         return layer_table(rows)
-    head = ["shape", "mode", "fusedlstm.LSTMCell ms", "nn.LSTMCell ms", "fused / nn", "max Δ out",
-            "max Δ grad"]
+    head = ["shape (a loop of T steps)", "mode", "fusedlstm.LSTMCell ms", "nn.LSTMCell ms",
+            "fused / nn", "max Δ out", "max Δ grad"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["timings"]
         parity = list(r["parity"].values())
         lines.append("| " + " | ".join([
-            f"B={r['shape']['B']} I={r['shape']['I']} H={r['shape']['H']}", r["mode"],
+            f"T={r['shape']['T']} B={r['shape']['B']} I={r['shape']['I']} H={r['shape']['H']}",
+            r["mode"],
             ms(t["fused_cell"]), ms(t["nn_cell"]),
             ratio(t["fused_cell"]["median"] / t["nn_cell"]["median"]),
             f"{parity[0]:.1e}", f"{parity[1]:.1e}"]) + " |")
@@ -217,10 +218,13 @@ def update_readme(report_path: Path, readme: Path) -> None:
     summary = report[report.index("## Summary") + len("## Summary"):
                      report.index("## LSTM layer stack")].strip()
     memory = report[report.index("| shape | fusedlstm.LSTM MiB"):].split("\n\n")[0].strip()
+    cells = [section.split("\n\n", 1) for section in report.split("## LSTMCell in a loop: ")[1:]]
+    cell_tables = "".join(f"\n\nLSTMCell in a Python loop, {title.strip()}:\n\n"
+                          f"{table.split(chr(10) + '## ')[0].strip()}" for title, table in cells)
     text = readme.read_text()
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
-    block = (f"{begin}\n{summary}\n\nPeak memory of one training step (RSS rise of a fresh "
-             f"process, second step):\n\n{memory}\n{end}")
+    block = (f"{begin}\n{summary}{cell_tables}\n\nPeak memory of one training step (RSS rise "
+             f"of a fresh process, second step):\n\n{memory}\n{end}")
     readme.write_text(text[:text.index(begin)] + block + text[text.index(end) + len(end):])
 
 

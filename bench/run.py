@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import report  # noqa: E402
 from cases import (  # noqa: E402
     CELL_IMPLS,
+    CELL_DTYPES,
     CELL_SHAPES,
     LAYER_IMPLS,
     MAIN_SHAPES,
@@ -49,9 +50,10 @@ def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
             for mode in MODES:
                 cases.append((Case(shape, mode, device, torch.bfloat16),
                               ("fused", "nn", *ROOFLINE_IMPLS)))
-    for shape in CELL_SHAPES:
-        for mode in MODES:
-            cases.append((Case(shape, mode, device, torch.float32), CELL_IMPLS))
+    for dtype in CELL_DTYPES:
+        for shape in CELL_SHAPES[:2] if quick else CELL_SHAPES:
+            for mode in MODES:
+                cases.append((Case(shape, mode, device, dtype), CELL_IMPLS))
     return cases
 
 

@@ -1,7 +1,7 @@
 """The CPU's fused recurrent kernels (forward and backward, float32) on the shapes that stress them:
 H around the 16-lane block (full blocks, a ragged last block, H below one block), B around the
 4-row register tile (1, 3, 5, 8), T=1, packed sequences in both directions, bidirectional and
-stacked layers, 1 and 2 threads (1 and 2 slices of blocks), and weights changed in place between
+stacked layers, 1 and 2 threads (1 and 2 slices of blocks, a block's rows split between slices), and weights changed in place between
 calls (packing must see the new values); training and inference (input fusion) alike. float32
 results against nn.LSTM in float64.
 """
@@ -92,13 +92,17 @@ def test_fused_inference_matches_nn_lstm(shape, num_threads, bias):
     assert_matches([out, h_n, c_n], [ref_out, ref_h, ref_c], "inference vs nn.LSTM")
 
 
+# The second case is large enough for two slices on two threads, which then split a block's rows
+# between them (3 blocks x 3 row groups) while rows leave and join the batch.
 @pytest.mark.parametrize("num_threads", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_fused_kernels_packed(bidirectional, num_threads):
+@pytest.mark.parametrize("hidden,lengths", [(37, [3, 9, 1, 6, 9, 4]),
+                                            (45, [3, 9, 1, 6, 9, 4, 8, 2, 9, 5])])
+def test_fused_kernels_packed(bidirectional, num_threads, hidden, lengths):
     # Rows leave the batch (forward direction) and join it (reverse direction), unsorted.
-    ref, ours = pair(6, 37, 2, bidirectional)
-    lengths = torch.tensor([3, 9, 1, 6, 9, 4])
-    x = torch.randn(9, 6, 6, dtype=torch.float64)
+    ref, ours = pair(6, hidden, 2, bidirectional)
+    lengths = torch.tensor(lengths)
+    x = torch.randn(9, len(lengths), 6, dtype=torch.float64)
     with threads(num_threads):
         got = forward_backward(ours, x, torch.float32, lengths=lengths)
         with torch.no_grad():

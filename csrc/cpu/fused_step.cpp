@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -49,39 +50,83 @@ void wait_until(const std::atomic<int64_t>& counter, int64_t target) {
   }
 }
 
-// Runs run_step(i, block_begin, block_end) for steps i = 0..count-1 over `blocks` blocks split
-// into `slices`, each slice on its own thread for all steps. `done` counts finished
-// (step, slice) pairs: step i may start once done >= i * slices. Each parallel_for call owns the
-// slices [begin, end) for every step, however OpenMP sized the team. ahead(i, ...) is the part of
-// step i that does not depend on step i - 1 (the input projection): a slice runs it right after
-// finishing step i - 1 and before waiting for the other slices, so it hides that wait.
+// Part of a step: blocks [block_begin, block_end) of rows [row_begin, row_end) (row_end may pass
+// the step's rows: the caller intersects).
+struct SliceWork {
+  int64_t block_begin;
+  int64_t block_end;
+  int64_t row_begin;
+  int64_t row_end;
+};
+
+// Rows per share of a slice's work: the fused tiles' row packs (kLockstep rows, in the
+// capability headers).
+constexpr int64_t kRowGroup = 4;
+
+// Calls fn(SliceWork) for the work of slices [begin, end) of `slices`, equal shares of blocks x
+// row_groups (block-major): whole blocks where a share covers them, else part of a block's rows.
+// Splitting inside a block keeps odd block counts balanced (13 blocks on 2 threads: 32 and 33
+// block-row groups instead of 7 and 6 blocks).
+template <class Fn>
+void for_each_piece(int64_t blocks, int64_t row_groups, int64_t slices, int64_t begin,
+                    int64_t end, const Fn& fn) {
+  const int64_t total = blocks * row_groups;
+  const int64_t hi = total * end / slices;
+  for (int64_t w = total * begin / slices; w < hi;) {
+    const int64_t block = w / row_groups;
+    const int64_t group = w % row_groups;
+    if (group == 0 && hi - w >= row_groups) {
+      const int64_t whole = (hi - w) / row_groups;
+      fn(SliceWork{block, block + whole, 0, std::numeric_limits<int64_t>::max()});
+      w += whole * row_groups;
+    } else {
+      const int64_t last = std::min(hi, (block + 1) * row_groups);
+      const int64_t row_end = last == (block + 1) * row_groups
+                                  ? std::numeric_limits<int64_t>::max()
+                                  : (last - block * row_groups) * kRowGroup;
+      fn(SliceWork{block, block + 1, group * kRowGroup, row_end});
+      w = last;
+    }
+  }
+}
+
+// Runs run_step(i, work) for steps i = 0..count-1 over `blocks` blocks x `row_groups` groups of
+// rows split into `slices`, each slice on its own thread for all steps (the same share every
+// step). `done` counts finished (step, slice) pairs: step i may start once done >= i * slices.
+// Each parallel_for call owns the slices [begin, end) for every step, however OpenMP sized the
+// team. ahead(i, work) is the part of step i that does not depend on step i - 1 (the input
+// projection): a slice runs it right after finishing step i - 1 and before waiting for the
+// other slices, so it hides that wait.
 template <class RunStep, class Ahead>
-void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step,
-                const Ahead& ahead) {
+void run_sliced(int64_t count, int64_t blocks, int64_t row_groups, int64_t slices,
+                const RunStep& run_step, const Ahead& ahead) {
+  const SliceWork all{0, blocks, 0, std::numeric_limits<int64_t>::max()};
   if (slices <= 1) {
     for (int64_t i = 0; i < count; ++i) {
-      ahead(i, 0, blocks);
-      run_step(i, 0, blocks);
+      ahead(i, all);
+      run_step(i, all);
     }
     return;
   }
   std::atomic<int64_t> done{0};
   at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
-    const int64_t block_begin = blocks * begin / slices;
-    const int64_t block_end = blocks * end / slices;
-    if (count > 0) ahead(0, block_begin, block_end);
+    const auto each_piece = [&](const auto& fn) {
+      for_each_piece(blocks, row_groups, slices, begin, end, fn);
+    };
+    if (count > 0) each_piece([&](const SliceWork& work) { ahead(0, work); });
     for (int64_t i = 0; i < count; ++i) {
       if (i > 0) wait_until(done, i * slices);
-      run_step(i, block_begin, block_end);
+      each_piece([&](const SliceWork& work) { run_step(i, work); });
       done.fetch_add(end - begin, std::memory_order_acq_rel);
-      if (i + 1 < count) ahead(i + 1, block_begin, block_end);
+      if (i + 1 < count) each_piece([&](const SliceWork& work) { ahead(i + 1, work); });
     }
   });
 }
 
 template <class RunStep>
 void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step) {
-  run_sliced(count, blocks, slices, run_step, [](int64_t, int64_t, int64_t) {});
+  run_sliced(count, blocks, /*row_groups=*/1, slices, run_step,
+             [](int64_t, const SliceWork&) {});
 }
 
 // Packs `blocks` blocks of `width` lanes of a weight whose elements are src(gate, unit, k) (type
@@ -306,30 +351,35 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
                          bias,
                          parts};
   };
-  const auto run_parts = [&](int64_t i, int64_t block_begin, int64_t block_end, int parts) {
+  // The rows of `work` within [lo, hi) of a step, whose h_{t-1} is h (numbered as the step's
+  // rows).
+  const auto run_rows = [&](const RecurrentStep& step, const SliceWork& work, int64_t lo,
+                            int64_t hi, const void* h, int64_t h_stride, int parts) {
+    const int64_t first = std::max(lo, work.row_begin);
+    const int64_t last = std::min(hi, work.row_end);
+    if (first >= last) return;
+    kernel(rows_args(step, first, last - first, h, h_stride, parts), work.block_begin,
+           work.block_end);
+  };
+  const auto run_parts = [&](int64_t i, const SliceWork& work, int parts) {
     const RecurrentStep& step = steps[i];
     const int64_t rows = step.pointwise.rows;
     const int64_t continuing = std::min(step.continuing, rows);
-    if (continuing > 0) {
-      kernel(rows_args(step, 0, continuing, step.h_prev, step.h_prev_stride, parts), block_begin,
-             block_end);
-    }
-    if (rows > continuing) {
-      kernel(rows_args(step, continuing, rows - continuing, step.h_start, step.h_start_stride,
-                       parts),
-             block_begin, block_end);
-    }
+    run_rows(step, work, 0, continuing, step.h_prev, step.h_prev_stride, parts);
+    run_rows(step, work, continuing, rows, step.h_start, step.h_start_stride, parts);
   };
-  // A slice's input part of step i + 1 writes only its own blocks' pre-activations, which its
-  // own step i has finished reading.
-  const auto input_part = [&](int64_t i, int64_t block_begin, int64_t block_end) {
-    if (fuses_input()) run_parts(i, block_begin, block_end, kFusedInputPart);
+  // A slice's input part of step i + 1 writes only its own share's pre-activations, which its
+  // own step i has finished reading (the shares are the same every step).
+  const auto input_part = [&](int64_t i, const SliceWork& work) {
+    if (fuses_input()) run_parts(i, work, kFusedInputPart);
   };
-  const auto recurrent_part = [&](int64_t i, int64_t block_begin, int64_t block_end) {
-    run_parts(i, block_begin, block_end, kFusedRecurrentPart);
+  const auto recurrent_part = [&](int64_t i, const SliceWork& work) {
+    run_parts(i, work, kFusedRecurrentPart);
   };
   const int64_t macs_per_step = max_rows * (inner_ + input_inner_) * 4 * blocks_ * width_;
-  run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), recurrent_part, input_part);
+  const int64_t row_groups = (max_rows + kRowGroup - 1) / kRowGroup;
+  run_sliced(count, blocks_, std::max<int64_t>(1, row_groups),
+             slices_for(macs_per_step, blocks_), recurrent_part, input_part);
 }
 
 FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t max_rows,
@@ -364,8 +414,8 @@ void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
   const FusedBackwardBlocksFn kernel = kernel_;
   const void* packed = packed_.const_data_ptr();
   const int64_t hidden = hidden_;
-  const auto run_step = [&](int64_t i, int64_t block_begin, int64_t block_end) {
-    kernel(FusedBackwardArgs{steps[i], hidden, packed}, block_begin, block_end);
+  const auto run_step = [&](int64_t i, const SliceWork& work) {  // whole blocks: row_groups 1
+    kernel(FusedBackwardArgs{steps[i], hidden, packed}, work.block_begin, work.block_end);
   };
   const int64_t macs_per_step = max_rows * hidden * 4 * blocks_ * width_;
   run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), run_step);

@@ -174,7 +174,8 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, 
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
 // one block's units of rows [row0, row0 + rows): up to kLockstep rows at a time in lockstep (their
 // activations interleave, see vector_activations.h) with the lane policy RowPack (float32
-// buffers: RowPackLanes), or per lane for a ragged last block.
+// buffers: RowPackLanes), or row by row for a ragged last block: as one partial vector (float32;
+// unit by unit through libm it cost more than the block's other work) or per lane.
 template <template <typename, typename> class Units, typename scalar_t = float,
           template <int> class RowPack = RowPackLanes, typename Args>
 inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
@@ -184,8 +185,13 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
   if (lanes < V) {
     for (int64_t row = row0; row < row0 + rows; ++row) {
-      for (int64_t j = j0; j < j0 + lanes; ++j) {
-        Units<scalar_t, ScalarLanes<scalar_t>>::run(a, row, j);
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        PartialLanes<FloatVectorLanes>::count = lanes;
+        Units<float, PartialLanes<FloatVectorLanes>>::run(a, row, j0);
+      } else {
+        for (int64_t j = j0; j < j0 + lanes; ++j) {
+          Units<scalar_t, ScalarLanes<scalar_t>>::run(a, row, j);
+        }
       }
     }
     return;
