@@ -138,6 +138,7 @@ capability_libraries = [
 
 cpu_sources = [
     CSRC / "ops.cpp",
+    CSRC / "switches.cpp",
     CSRC / "autocast.cpp",
     CSRC / "cpu" / "ops_cpu.cpp",
     CSRC / "cpu" / "layer_cpu.cpp",
@@ -172,7 +173,8 @@ if WITH_CUDA:
     ext_modules.append(
         CUDAExtension(
             "fusedlstm._C_cuda",
-            [str(CSRC / "cuda" / "ops_cuda.cpp"), str(CSRC / "cuda" / "pointwise_cuda.cu")],
+            [str(CSRC / "cuda" / "ops_cuda.cpp"), str(CSRC / "cuda" / "switches_cuda.cpp"),
+             str(CSRC / "cuda" / "pointwise_cuda.cu")],
             include_dirs=INCLUDE + nvidia_include_dirs(),
             extra_compile_args={
                 "cxx": OPT,
@@ -233,10 +235,32 @@ def remove_stale_cuda_extension() -> None:
         stale.unlink()
 
 
+BASE_VERSION = "0.1.0"
+
+
+def torch_release() -> str:
+    """'2.14.1' for torch 2.14.1+cu130: the torch whose C++ ABI the extensions are built for."""
+    return torch.__version__.split("+")[0]
+
+
+def version_and_requirements() -> tuple[str, list[str]]:
+    """A built fusedlstm is bound to the C++ ABI of the torch it was compiled against, so a wheel
+    (or any build from source) says which in its version's local part and requires exactly that
+    torch: 0.1.0+torch2.14.1.cu130 requires torch==2.14.1. An sdist compiles nothing: it requires
+    any torch and is bound to the one present when it is built."""
+    if "sdist" in sys.argv:
+        return BASE_VERSION, ["torch"]
+    flavour = f"cu{torch.version.cuda.replace('.', '')}" if WITH_CUDA else "cpu"
+    return f"{BASE_VERSION}+torch{torch_release()}.{flavour}", [f"torch=={torch_release()}"]
+
+
 write_build_info()
 if not WITH_CUDA:
     remove_stale_cuda_extension()
+VERSION, REQUIREMENTS = version_and_requirements()
 setup(
+    version=VERSION,
+    install_requires=REQUIREMENTS,
     libraries=capability_libraries,
     ext_modules=ext_modules,
     cmdclass={"build_clib": PersistentBuildClib,

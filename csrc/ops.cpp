@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "simt/cuda_simt.h"
+#include "switch_ops.h"
 
 TORCH_LIBRARY(fusedlstm, m) {
   // One step: returns (h', c', gates) with gates the activated gates (B, 4H) kept for backward.
@@ -30,9 +31,11 @@ TORCH_LIBRARY(fusedlstm, m) {
       "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, "
       "bool reverse, Tensor output, Tensor gates, Tensor cells, bool need_input_grad, "
       "bool need_weight_grads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-  // Test support (fusedlstm/simt.py): while on, the CPU ops run the CUDA back-end with its
-  // kernels emulated on CPU threads; returns the previous setting. And the emulated launches so
-  // far, so that a test can check the emulation ran.
-  m.def("_emulate_cuda_kernels(bool on) -> bool", &fusedlstm::simt::set_emulate_cuda_kernels);
+  // The switchboard (fusedlstm/switches.h; fusedlstm.backends in Python): a switch's value by
+  // name, setting one (returns the previous value), and a raw read for the CUDA extension.
+  m.def("_switch(str name) -> str", &fusedlstm::get_switch);
+  m.def("_set_switch(str name, str value) -> str", &fusedlstm::set_switch);
+  m.def("_switch_code(int which) -> int", &fusedlstm::switch_code);
+  // Emulated CUDA kernel launches so far (fusedlstm.simt): tests check the emulation ran.
   m.def("_emulated_launches() -> int", &fusedlstm::simt::emulated_launches);
 }

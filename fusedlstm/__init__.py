@@ -5,9 +5,9 @@ from . import _loader
 
 CUDA_LOADED = _loader.load()
 
-from . import buffers, cpu_kernels, functional, ops, simt  # noqa: E402  (ops load first)
+from . import backends, buffers, cpu_kernels, functional, ops, simt  # noqa: E402  (ops first)
 from .modules import LSTM, LSTMCell, replace_lstm  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "replace_lstm", "buffers", "cpu_kernels", "functional", "ops",
+__all__ = ["LSTM", "LSTMCell", "replace_lstm", "backends", "buffers", "cpu_kernels", "functional", "ops",
            "simt", "CUDA_LOADED"]

@@ -8,19 +8,16 @@ machine without a GPU. For tests; it is orders of magnitude slower than the CPU 
 """
 
 import contextlib
-from collections.abc import Iterator
 
 import torch
 
+from . import backends
 
-@contextlib.contextmanager
-def emulated_cuda_kernels() -> Iterator[None]:
-    """CPU tensors take the CUDA back-end with emulated kernels inside the block (process-wide)."""
-    previous = torch.ops.fusedlstm._emulate_cuda_kernels(True)
-    try:
-        yield
-    finally:
-        torch.ops.fusedlstm._emulate_cuda_kernels(previous)
+
+def emulated_cuda_kernels() -> contextlib.AbstractContextManager:
+    """CPU tensors take the CUDA back-end with emulated kernels inside the block (process-wide:
+    the switch fusedlstm.backends.cpu.emulate_cuda_kernels)."""
+    return backends.flags(cpu_emulate_cuda_kernels=True)
 
 
 def launches() -> int:

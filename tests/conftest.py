@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import fusedlstm  # noqa: F401  (loads the ops)
+import fusedlstm
 
 # Absolute and relative tolerances against the nn.LSTM / nn.LSTMCell oracle.
 TOL = {
@@ -49,14 +49,33 @@ def threads(n: int):
         torch.set_num_threads(before)
 
 
-def run_suite_with_env(env: dict, selection: list[str]) -> None:
-    """Runs part of this suite in a fresh process with extra environment variables (the build's
-    run-time switches are read once per process), and fails with its output if it fails."""
+def run_suite_with_switches(switches: dict, selection: list[str], env: dict | None = None) -> None:
+    """Runs part of this suite in a fresh process with fusedlstm.backends switches set for the
+    whole run (--fusedlstm-switches; env: extra environment, e.g. ATEN_CPU_CAPABILITY), and fails
+    with its output if it fails."""
+    spec = ",".join(f"{name}={value}" for name, value in switches.items())
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *selection],
-        cwd=Path(__file__).parent, env=dict(os.environ, **env), capture_output=True, text=True)
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         f"--fusedlstm-switches={spec}", *selection],
+        cwd=Path(__file__).parent, env=dict(os.environ, **(env or {})), capture_output=True,
+        text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fusedlstm-switches", default="",
+                     help="fusedlstm.backends switches for the whole run: name=value,...")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_switches(request):
+    """Sets the run's --fusedlstm-switches, and checks each one took."""
+    spec = request.config.getoption("--fusedlstm-switches")
+    for name, value in (pair.split("=", 1) for pair in spec.split(",") if pair):
+        fusedlstm.backends.set(name, value)
+        assert fusedlstm.backends.get(name) == value, (name, value)
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ of the parity suite.
 
 The CPU picks, per call, between the fused recurrent step (GEMM and gate math in one pass, for
 small batches) and a GEMM call per step (oneDNN / MKL-packed) followed by the pointwise pass.
-FUSEDLSTM_CPU_STEP forces one of them, so each is checked against nn.LSTM everywhere, not only on
+The switch fusedlstm.backends.cpu.step forces one of them, so each is checked against nn.LSTM everywhere, not only on
 the shapes where it would be chosen.
 """
 
@@ -13,21 +13,21 @@ import sys
 
 import pytest
 import torch
-from conftest import run_suite_with_env
+from conftest import run_suite_with_switches
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", [{"FUSEDLSTM_CPU_STEP": "fused", "FUSEDLSTM_CPU_INPUT_FUSION": "1"},
-                                 {"FUSEDLSTM_CPU_STEP": "fused", "FUSEDLSTM_CPU_INPUT_FUSION": "0"},
-                                 {"FUSEDLSTM_CPU_STEP": "gemm"}],
+@pytest.mark.parametrize("switches", [{"cpu.step": "fused", "cpu.input_fusion": "on"},
+                                      {"cpu.step": "fused", "cpu.input_fusion": "off"},
+                                      {"cpu.step": "gemm"}],
                          ids=["fused", "fused-without-input-fusion", "gemm"])
-def test_parity_suite_with_forced_step_strategy(env):
+def test_parity_suite_with_forced_step_strategy(switches):
     # The fused step can take over the input projection too (x_t W_ih^T in the same tiles; from 4
     # rows by default): forced on and off here, so both run on every shape.
-    run_suite_with_env(env,
-                       ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
-                        "test_reliability.py", "test_cpu_bf16.py",
-                        "-k", "not compile and not 2_pow_31"])
+    run_suite_with_switches(switches,
+                            ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
+                             "test_reliability.py", "test_cpu_bf16.py",
+                             "-k", "not compile and not 2_pow_31"])
 
 
 @pytest.mark.slow
@@ -39,16 +39,15 @@ def test_parity_suite_on_other_cpu_capabilities(capability):
     # simply run the best it has, which the default run already covers.
     if capability == "avx2" and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("this CPU has no AVX2")
-    env = {"ATEN_CPU_CAPABILITY": capability, "FUSEDLSTM_CPU_STEP": "fused",
-           "FUSEDLSTM_CPU_INPUT_FUSION": "1"}
+    env = {"ATEN_CPU_CAPABILITY": capability}
     seen = subprocess.run(
         [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
         env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout.strip()
     assert seen == capability.upper(), f"ATEN_CPU_CAPABILITY={capability} gave {seen}"
-    run_suite_with_env(env,
-                       ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
-                        "test_cell_parity.py", "test_activations.py", "test_cpu_kernels.py",
-                        "test_cpu_bf16.py", "-k", "not compile and not 2_pow_31"])
+    run_suite_with_switches({"cpu.step": "fused", "cpu.input_fusion": "on"},
+                            ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
+                             "test_cell_parity.py", "test_activations.py", "test_cpu_kernels.py",
+                             "test_cpu_bf16.py", "-k", "not compile and not 2_pow_31"], env=env)
 
 
 @pytest.mark.slow
@@ -59,10 +58,9 @@ def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
     # each); the suite's shapes fit in one chunk, so force chunks of 1 and 3 steps: carrying dL/dh
     # across chunk boundaries, h_{t-1} rows per chunk (packed rows joining and leaving), sums of
     # weight gradients over chunks, in both step strategies.
-    run_suite_with_env({"FUSEDLSTM_BACKWARD_CHUNK_STEPS": chunk_steps,
-                        "FUSEDLSTM_CPU_STEP": strategy},
-                       ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
-                        "test_cpu_kernels.py", "-k", "not compile and not 2_pow_31"])
+    run_suite_with_switches({"backward_chunk_steps": chunk_steps, "cpu.step": strategy},
+                            ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
+                             "test_cpu_kernels.py", "-k", "not compile and not 2_pow_31"])
 
 
 @pytest.mark.slow
@@ -70,11 +68,11 @@ def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
 def test_bf16_training_routes(route):
     # bfloat16 training runs in bfloat16 (the fused steps where the CPU has avx512_bf16, else
     # GEMMs) except for small layers on CPUs without those steps, which compute in float32: each
-    # route forced here (FUSEDLSTM_CPU_BF16_TRAINING), the bfloat16 one with backward chunks of
+    # route forced here (the switch cpu.bf16_training), the bfloat16 one with backward chunks of
     # one step (the fused backward's carry of dL/dh across chunks, the chunked weight-gradient
     # sums).
-    env = {"FUSEDLSTM_CPU_BF16_TRAINING": route}
+    switches = {"cpu.bf16_training": route}
     if route == "bf16":
-        env["FUSEDLSTM_BACKWARD_CHUNK_STEPS"] = "1"
-    run_suite_with_env(env, ["test_cpu_bf16.py", "test_lstm_parity.py", "test_layer_ops.py",
-                             "-k", "bf16 or bfloat16 or reduced"])
+        switches["backward_chunk_steps"] = "1"
+    run_suite_with_switches(switches, ["test_cpu_bf16.py", "test_lstm_parity.py",
+                                       "test_layer_ops.py", "-k", "bf16 or bfloat16 or reduced"])

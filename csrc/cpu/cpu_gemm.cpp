@@ -1,14 +1,12 @@
 #include "cpu_gemm.h"
 
-#include "env_switch.h"
+#include <fusedlstm/switches.h>
+
 #include "onednn_linear.h"
 
 namespace fusedlstm::cpu {
 
-bool aten_gemms_only() {
-  static const bool value = env_value("FUSEDLSTM_CPU_GEMM") == "aten";
-  return value;
-}
+bool aten_gemms_only() { return switch_value(Switch::kCpuGemm) == kCpuGemmAten; }
 
 namespace {
 

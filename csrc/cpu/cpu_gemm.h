@@ -18,8 +18,8 @@ namespace fusedlstm::cpu {
 // in DESIGN.md ("CPU performance").
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
 
-// FUSEDLSTM_CPU_GEMM=aten: the CPU uses exactly the GEMM classes of the CUDA back-end (AtenGemm,
-// AtenStepGemm) and no fused step, so the CPU tests can run the CUDA build's host path.
+// The switch cpu.gemm = aten: the CPU uses exactly the GEMM classes of the CUDA back-end
+// (AtenGemm, AtenStepGemm) and no fused step, so the CPU tests can run the CUDA build's host path.
 bool aten_gemms_only();
 
 struct CpuGemm {

@@ -1,8 +1,9 @@
 #include "fused_step.h"
 
+#include <fusedlstm/switches.h>
+
 #include "buffer_pool.h"
 #include "cpu_gemm.h"
-#include "env_switch.h"
 
 #include <ATen/Config.h>
 #include <ATen/Parallel.h>
@@ -17,19 +18,12 @@ namespace fusedlstm::cpu {
 
 namespace {
 
-// FUSEDLSTM_CPU_STEP=fused / =gemm forces the per-step strategy (tests run both on every shape).
-// Read once per process, as every run-time switch here.
-const std::string& forced_strategy() {
-  static const std::string value = env_value("FUSEDLSTM_CPU_STEP");
-  return value;
-}
+// The switch cpu.step: fused / gemm force the per-step strategy (tests run both on every shape).
+int64_t forced_strategy() { return switch_value(Switch::kCpuStep); }
 
-// FUSEDLSTM_CPU_INPUT_FUSION=0 turns input fusion off, =1 on at any batch size (A/B measurements;
-// tests run all three).
-const std::string& forced_input_fusion() {
-  static const std::string value = env_value("FUSEDLSTM_CPU_INPUT_FUSION");
-  return value;
-}
+// The switch cpu.input_fusion: off turns input fusion off, on turns it on at any batch size (A/B
+// measurements; tests run all three).
+int64_t forced_input_fusion() { return switch_value(Switch::kCpuInputFusion); }
 
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -198,10 +192,10 @@ at::Tensor pack_weight_backward(const at::Tensor& w_hh, int64_t blocks, int64_t 
 }  // namespace
 
 bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
-  const std::string& forced = forced_strategy();
-  if (forced == "gemm" || aten_gemms_only()) return false;
+  const int64_t forced = forced_strategy();
+  if (forced == kCpuStepGemm || aten_gemms_only()) return false;
   if (w_hh.scalar_type() != at::kFloat || !w_hh.device().is_cpu() || calls <= 1) return false;
-  if (forced == "fused") return true;
+  if (forced == kCpuStepFused) return true;
   const int64_t weight_bytes = w_hh.numel() * 4;
   return max_rows <= kFusedStepAlwaysRows ||
          (max_rows <= kFusedStepSmallWeightMaxRows &&
@@ -211,18 +205,18 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
 
 bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                           bool inference) {
-  const std::string& forced = forced_input_fusion();
+  const int64_t forced = forced_input_fusion();
   const int64_t min_rows = inference ? kInputFusionMinRows : kInputFusionMinRowsTraining;
-  return w_ih.defined() && forced != "0" && w_ih.scalar_type() == at::kFloat &&
+  return w_ih.defined() && forced != kInputFusionOff && w_ih.scalar_type() == at::kFloat &&
          w_ih.device().is_cpu() && w_ih.dim() == 2 && w_ih.size(0) == w_hh.size(0) &&
-         w_ih.size(1) > 0 && (max_rows >= min_rows || forced == "1");
+         w_ih.size(1) > 0 && (max_rows >= min_rows || forced == kInputFusionOn);
 }
 
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                              int64_t calls) {
   if (fused_step_applies(w_hh, max_rows, calls)) return true;
   // forced fused: applied above; forced gemm: never
-  if (!forced_strategy().empty() || aten_gemms_only() || calls <= 1) return false;
+  if (forced_strategy() != kAuto || aten_gemms_only() || calls <= 1) return false;
   if (!input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) ||
       w_hh.scalar_type() != at::kFloat) {
     return false;
@@ -247,8 +241,8 @@ const Bf16FusedKernels* selected_bf16_fused_kernels() {
 
 bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                         int64_t calls) {
-  const std::string& forced = forced_strategy();
-  if (forced == "gemm" || aten_gemms_only() || selected_bf16_fused_kernels() == nullptr) {
+  const int64_t forced = forced_strategy();
+  if (forced == kCpuStepGemm || aten_gemms_only() || selected_bf16_fused_kernels() == nullptr) {
     return false;
   }
   // calls == 0: never used (the backward of a layer with a projection)
@@ -259,10 +253,10 @@ bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t 
   // the forward fuses the input projection: it needs W_ih (the backward passes none)
   const bool forward = w_ih.defined();
   if (forward && (w_ih.scalar_type() != at::kBFloat16 || w_ih.dim() != 2 || w_ih.size(1) == 0 ||
-                  forced_input_fusion() == "0")) {
+                  forced_input_fusion() == kInputFusionOff)) {
     return false;
   }
-  if (forced == "fused") return true;
+  if (forced == kCpuStepFused) return true;
   const int64_t weight_bytes = ((forward ? w_ih.numel() : 0) + w_hh.numel()) * 2;
   return calls > 1 && max_rows <= kBf16FusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
 }

@@ -1,23 +1,19 @@
 #include "layer_cpu.h"
 
 #include <fusedlstm/layer_algorithm.h>
+#include <fusedlstm/switches.h>
 
 #include "cpu_backend.h"
-#include "env_switch.h"
 #include "pointwise_cpu.h"
 
 #include <initializer_list>
-#include <string>
 
 namespace fusedlstm::cpu {
 
 namespace {
 
-// FUSEDLSTM_CPU_BF16_TRAINING=float / =bf16 forces the choice below (tests run both).
-const std::string& forced_bf16_training() {
-  static const std::string value = env_value("FUSEDLSTM_CPU_BF16_TRAINING");
-  return value;
-}
+// The switch cpu.bf16_training: float / bf16 force the choice below (tests run both).
+int64_t forced_bf16_training() { return switch_value(Switch::kCpuBf16Training); }
 
 // Whether every given tensor is bfloat16 (nullptr: an absent optional argument).
 bool all_bf16(std::initializer_list<const at::Tensor*> tensors) {
@@ -34,12 +30,12 @@ bool bf16_training_in_float(const at::Tensor& input, const at::Tensor& w_ih,
                             const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
                             const c10::optional<at::Tensor>& batch_sizes,
                             std::initializer_list<const at::Tensor*> others) {
-  if (input.scalar_type() != at::kBFloat16 || forced_bf16_training() == "bf16") return false;
+  if (input.scalar_type() != at::kBFloat16 || forced_bf16_training() == kBf16TrainingBf16) return false;
   if (!all_bf16({&w_ih, &w_hh, w_hr.has_value() ? &*w_hr : nullptr}) || !all_bf16(others)) {
     return false;
   }
   if (w_ih.dim() != 2 || w_hh.dim() != 2) return false;  // the time loop says what is wrong
-  if (forced_bf16_training() == "float") return true;
+  if (forced_bf16_training() == kBf16TrainingFloat) return true;
   if (selected_bf16_fused_kernels() != nullptr) return false;
   const int64_t batch = batch_sizes.has_value() && batch_sizes->numel() > 0
                             ? batch_sizes->max().item<int64_t>()

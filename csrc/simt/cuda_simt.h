@@ -17,9 +17,8 @@ struct SimtKernels {
 
 using CudaSimtBackend = KernelBackend<SimtKernels>;
 
-// Whether the CPU ops run CudaSimtBackend; set_emulate_cuda_kernels returns the previous value.
+// Whether the CPU ops run CudaSimtBackend (the switch cpu.emulate_cuda_kernels).
 bool emulate_cuda_kernels();
-bool set_emulate_cuda_kernels(bool on);
 // Emulated kernel launches so far in this process (tests check the emulation really ran).
 int64_t emulated_launches();
 

@@ -5,17 +5,11 @@
 #include <fusedlstm/cell_algorithm.h>
 #include <fusedlstm/layer_algorithm.h>
 
-#include <atomic>
+#include <fusedlstm/switches.h>
 
 namespace fusedlstm::simt {
 
-namespace {
-std::atomic<bool> emulating{false};
-}  // namespace
-
-bool emulate_cuda_kernels() { return emulating.load(std::memory_order_relaxed); }
-
-bool set_emulate_cuda_kernels(bool on) { return emulating.exchange(on); }
+bool emulate_cuda_kernels() { return switch_value(Switch::kCpuEmulateCuda) != 0; }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> cell_forward(
     const at::Tensor& input, const at::Tensor& hx, const at::Tensor& cx, const at::Tensor& w_ih,

@@ -18,6 +18,7 @@
 #include <fusedlstm/pointwise.h>
 #include <fusedlstm/gemm.h>
 #include <fusedlstm/step_schedule.h>
+#include <fusedlstm/switches.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -119,12 +120,9 @@ inline at::Tensor finish_sum(const at::Tensor& total, at::ScalarType dtype) {
 
 // Steps per backward chunk: the gate gradients of a chunk (and the weight-gradient GEMMs on
 // them) are kept ~8 MiB, so the backward never holds a (T*B, 4H) gradient buffer.
-// FUSEDLSTM_BACKWARD_CHUNK_STEPS=k forces k (a test switch: small shapes fit in one chunk).
+// The switch backward_chunk_steps = k forces k (for tests: small shapes fit in one chunk).
 inline int64_t backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row, size_t elem) {
-  static const int64_t forced = [] {
-    const char* env = std::getenv("FUSEDLSTM_BACKWARD_CHUNK_STEPS");
-    return env == nullptr ? int64_t{0} : static_cast<int64_t>(std::atoll(env));
-  }();
+  const int64_t forced = switch_value(Switch::kBackwardChunkSteps);
   if (forced > 0) return std::min(forced, s.steps);
   constexpr int64_t kChunkBytes = int64_t{8} << 20;
   const int64_t per_step =
