@@ -3,10 +3,9 @@
 //
 // Why: glibc gives freed memory back to the OS when the top of its heap holds more than twice the
 // largest buffer it has unmapped so far, and maps buffers above a threshold afresh on every call;
-// a layer called again and again then pays a page fault per 4 KiB of its buffers on every call.
-// Measured in a fresh process, T=100 B=32 H=64 training: 2,009 page faults and 6.19 ms per call
-// against 3.67 ms without them (nn.LSTM: 4.56 ms, no faults). A freed block stays here, resident,
-// for the next call of about the same size.
+// a layer called again and again then pays a page fault per 4 KiB of its buffers on every call
+// (docs/performance.md). A freed block stays here, resident, for the next call of about the same
+// size.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -36,8 +36,8 @@ at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
   }
   // oneDNN wants its activation operand row-major, so one operand is copied transposed: the
   // smaller. a^T b = linear(a^T, b^T); or (b^T a)^T, reading a^T in place as the strided
-  // "weight" and transposing the (M, K) result. Both are 1.4-2x faster than at::mm(a^T, b)
-  // (MKL) on the LSTM weight-gradient shapes here. Callers that can use (b^T a) directly pass
+  // "weight" and transposing the (M, K) result. Both beat at::mm(a^T, b) (MKL) on the layer's
+  // weight-gradient shapes (docs/performance.md). Callers that can use (b^T a) directly pass
   // the smaller operand first (the layer backward does).
   if (a.numel() <= b.numel()) return onednn_linear(a.t().contiguous(), b.t(), at::Tensor());
   return onednn_linear(b.t().contiguous(), a.t(), at::Tensor()).t().contiguous();

@@ -15,7 +15,7 @@ namespace fusedlstm::cpu {
 
 // Multiply-accumulates above which oneDNN's fixed per-call cost (~10 us here) is repaid by its
 // faster kernels; below it, MKL packed (per step) or at::mm is faster. Set from the measurements
-// in DESIGN.md ("CPU performance").
+// in docs/performance.md.
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
 
 // The switch cpu.gemm = aten: the CPU uses exactly the GEMM classes of the CUDA back-end

@@ -289,7 +289,7 @@ inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, in
 // grad_h_state[row][j] = sum over k = (gate g, unit u) of grad_gates_next[row][g * H + u] *
 // W_hh[g * H + u][j]. Each k loads one weight vector per block and one scalar per row: R * NB
 // FMAs for R + NB loads (4 x 4: 16 FMAs for 8 loads, as the forward tile; one block with an
-// accumulator per gate needed 20 loads for 16 FMAs and ran 25% slower than the forward).
+// accumulator per gate needed 20 loads for 16 FMAs, docs/performance.md).
 template <int R, int NB>
 inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
   constexpr int64_t V = FusedVec::size();

@@ -1,8 +1,8 @@
 // MKL's packed SGEMM: op(W) re-laid out once, then multiplied by many small `in` matrices.
 //
 // The recurrent weight is the same for every step of a call, so packing it once and calling
-// cblas_sgemm_compute per step skips the re-layout MKL does inside every at::mm: measured here
-// 1.45-2.1x faster per step at small batch (DESIGN.md, "CPU performance").
+// cblas_sgemm_compute per step skips the re-layout MKL does inside every at::mm (faster per step
+// at small batch: docs/performance.md).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -1,6 +1,6 @@
 // oneDNN's inner product (float32 / bfloat16), reached through `mkldnn::_linear_pointwise`, the op
-// torch registers for Inductor's CPU backend. On this machine (AMD EPYC, AVX-512) it runs the
-// large LSTM GEMMs 1.9-2.7x faster than at::mm (MKL); see DESIGN.md. It is an internal torch op:
+// torch registers for Inductor's CPU backend. On AMD CPUs it runs the large LSTM GEMMs about twice
+// as fast as at::mm (MKL; docs/performance.md). It is an internal torch op:
 // everything here checks that it exists and callers fall back to ATen when it does not.
 #pragma once
 

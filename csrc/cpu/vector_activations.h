@@ -37,8 +37,8 @@ inline void each(const F& f) {
 // (Cody-Waite), e^r by its degree-7 Taylor polynomial (|r| <= ln2 / 2: truncation 5e-9
 // relative), 2^n applied by scalef (overflow to inf, underflow through subnormals to 0, as exp
 // does); within 1-2 ulp. Inline on purpose: Sleef's exp is an out-of-line call, which forces the
-// live vectors of the pointwise code to be spilled around it (inline, the recurrent steps ran
-// 8-13% faster). Other builds: at::vec's exp (Sleef / std::exp).
+// live vectors of the pointwise code to be spilled around it. Other builds: at::vec's exp
+// (Sleef / std::exp).
 template <int N>
 inline void exp_n(FloatVec (&x)[N]) {
 #if defined(CPU_CAPABILITY_AVX512)
@@ -95,8 +95,8 @@ inline void sigmoid_n(FloatVec (&x)[N]) {
   reciprocal_n<N>(x);
 }
 
-// tanh, built on the same exp rather than Sleef's tanh, which cost 3.4x an exp here and was 15%
-// of a small layer's time. |x| < 0.625: odd polynomial x + x^3 P(x^2), a relative-error
+// tanh, built on the same exp rather than Sleef's tanh, which cost several exps here (a large
+// part of a small layer's time). |x| < 0.625: odd polynomial x + x^3 P(x^2), a relative-error
 // least-squares fit (0.8 ulp in float32); above: 1 - 2 / (exp(2|x|) + 1), where 2 / (...) <= 0.46
 // so the subtraction loses nothing (2 ulp with a 1-ulp exp); the sign is put back last. Both are
 // checked against float64 (<= 3 ulp) over 5M float32 inputs, every binade from 2^-24 to 2^5, by
@@ -128,7 +128,7 @@ inline void tanh_n(FloatVec (&x)[N]) {
 
 // Vectors the CPU kernels compute in lockstep (rows of a fused-step tile, or unit vectors of a
 // row): enough independent chains to keep the core busy, few enough for a pack's live values to
-// stay in 32 registers (2 measured slower: 8.16 vs 7.93 ms on the recurrent-only layer).
+// stay in 32 registers (2 measured slower, docs/performance.md).
 constexpr int kLockstep = 4;
 
 // N float vectors that the cell math treats as one value: every operation is applied to each

@@ -1,5 +1,6 @@
 // The GEMMs of the time loop, as a device back-end provides them:
-//   Backend::linear(x, w, bias)   x w^T + bias   (the input projection of all steps)
+//   Backend::linear(x, w, bias)   x w^T + bias   (the input projection of all steps of a layer or
+//                                 of chunks of them; a cell's input product)
 //   Backend::matmul(a, b)         a b            (the backward's input gradient)
 //   Backend::matmul_tn(a, b)      a^T b          (the backward's weight gradients)
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM;
