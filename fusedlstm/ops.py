@@ -7,6 +7,8 @@ torch.compile and torch.library.opcheck all run the same kernels.
 import torch
 from torch import Tensor
 
+from . import _checks
+
 _ops = torch.ops.fusedlstm
 # The overloads themselves, resolved once: calling the packet resolves "default" on every call.
 _cell_op = _ops.lstm_cell.default
@@ -20,6 +22,7 @@ _layer_backward_op = _ops.lstm_layer_backward.default
 
 @torch.library.register_fake("fusedlstm::lstm_cell")
 def _lstm_cell_fake(input, hx, cx, w_ih, w_hh, b_ih, b_hh):
+    _checks.check_cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh, "fusedlstm::lstm_cell")
     batch, hidden = input.shape[0], w_hh.shape[1]
     return (
         input.new_empty((batch, hidden)),
@@ -31,6 +34,12 @@ def _lstm_cell_fake(input, hx, cx, w_ih, w_hh, b_ih, b_hh):
 @torch.library.register_fake("fusedlstm::lstm_cell_backward")
 def _lstm_cell_backward_fake(grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates,
                              need_input_grad=True, need_hx_grad=True, need_weight_grads=True):
+    op = "fusedlstm::lstm_cell_backward"
+    _, hidden, _ = _checks.check_cell(input, hx, cx, w_ih, w_hh, None, None, op)
+    for name, t in (("grad_hy", grad_hy), ("grad_cy", grad_cy), ("cy", cy)):
+        _checks.check_state(t, input.shape[0], hidden, input, op, name)
+    _checks.check_state(gates, input.shape[0], 4 * hidden, input, op, "gates")
+
     def skipped():  # a fresh one per output: outputs never alias
         return input.new_empty((0,))
 
@@ -94,6 +103,8 @@ def lstm_cell(
 
 @torch.library.register_fake("fusedlstm::lstm_layer")
 def _lstm_layer_fake(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+    _checks.check_layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                        "fusedlstm::lstm_layer")
     hidden = w_ih.shape[0] // 4
     proj = hidden if w_hr is None else w_hr.shape[0]
     rows = input.shape[0] * input.shape[1] if batch_sizes is None else input.shape[0]
@@ -113,6 +124,9 @@ def _lstm_layer_backward_fake(
     grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, reverse,
     output, gates, cells, need_input_grad, need_weight_grads,
 ):
+    _checks.check_layer(input, h0, c0, w_ih, w_hh, None, None, w_hr, batch_sizes,
+                        "fusedlstm::lstm_layer_backward")
+
     def skipped():  # a fresh one per output: outputs never alias
         return input.new_empty((0,))
 
