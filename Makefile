@@ -50,7 +50,7 @@ sanitize: sanitize-simt
 	$(PY) -m pytest tests -q -x -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 lint: $(DEPS_STAMP)
-	$(VENV)/bin/ruff check fusedlstm tests bench setup.py .ci
+	$(VENV)/bin/ruff check fusedlstm tests bench examples setup.py .ci
 
 bench: build
 	$(PY) bench/run.py

@@ -55,7 +55,8 @@ def write(rows: list[dict], path: Path) -> None:
         "# GPU report (make gpu-check)", "",
         f"{env.get('gpu')}, torch {env['torch']}, cuDNN {env.get('cudnn')}. Medians of "
         "interleaved rounds in one process; training is forward + backward.", "",
-        "| case | precision | mode | fusedlstm per-step ms | nn.LSTM (cuDNN) ms | per-step / cuDNN |",
+        "| case | precision | mode | fusedlstm per-step ms | nn.LSTM (cuDNN) ms "
+        "| per-step / cuDNN |",
         "|---|---|---|---:|---:|---:|",
     ]
     for r in rows:

@@ -16,8 +16,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import report  # noqa: E402
 from cases import (  # noqa: E402
-    CELL_IMPLS,
     CELL_DTYPES,
+    CELL_IMPLS,
     CELL_SHAPES,
     LAYER_IMPLS,
     MAIN_SHAPES,

@@ -8,9 +8,8 @@ and the accuracy of each, and plots both training curves.
 
 import matplotlib.pyplot as plt
 import torch
-from torch import nn
-
 from common import parse_args, report, train, twin
+from torch import nn
 
 VOCAB, CLASSES = 500, 4
 

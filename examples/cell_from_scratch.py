@@ -9,10 +9,10 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from common import parse_args, sync
 from torch import nn
 
 import fusedlstm
-from common import parse_args, sync
 
 
 class ScratchLSTMCell(nn.Module):

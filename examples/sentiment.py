@@ -8,9 +8,8 @@ Prints the time per training step of each and plots both training curves.
 
 import matplotlib.pyplot as plt
 import torch
-from torch import nn
-
 from common import parse_args, report, train, twin
+from torch import nn
 
 VOCAB, GOOD, BAD = 1000, range(10, 60), range(60, 110)
 
@@ -49,7 +48,8 @@ def main():
     torch.manual_seed(0)
     model = Sentiment(hidden).to(args.device)
     fused = twin(model)
-    data = [reviews(batch, length, torch.Generator().manual_seed(step)) for step in range(args.steps)]
+    data = [reviews(batch, length, torch.Generator().manual_seed(step))
+            for step in range(args.steps)]
 
     def batches(step):
         tokens, labels = data[step]

@@ -7,9 +7,8 @@ of each and plots fusedlstm's prediction against the target.
 
 import matplotlib.pyplot as plt
 import torch
-from torch import nn
-
 from common import parse_args, report, train, twin
+from torch import nn
 
 
 class Regressor(nn.Module):

@@ -5,9 +5,10 @@ from . import _loader
 
 CUDA_LOADED = _loader.load()
 
-from . import backends, buffers, cpu_kernels, functional, ops, simt  # noqa: E402  (ops first)
+# The ops must be loaded first.
+from . import backends, buffers, cpu_kernels, functional, ops, simt  # noqa: E402
 from .modules import LSTM, LSTMCell, replace_lstm  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "replace_lstm", "backends", "buffers", "cpu_kernels", "functional", "ops",
-           "simt", "CUDA_LOADED"]
+__all__ = ["LSTM", "LSTMCell", "replace_lstm", "backends", "buffers", "cpu_kernels",
+           "functional", "ops", "simt", "CUDA_LOADED"]

@@ -4,14 +4,18 @@
     with fusedlstm.backends.flags(cpu_step="fused", cpu_input_fusion="off"):
         ...                                         # set inside the block only
 
-| switch | values | what |
-|---|---|---|
-| `cpu.step` | `auto`, `fused`, `gemm` | the CPU's per-step strategy: the fused recurrent step, or a GEMM per step plus a pointwise pass |
-| `cpu.input_fusion` | `auto`, `on`, `off` | the input projection inside the fused step (`on`: at any batch size) |
-| `cpu.gemm` | `auto`, `aten` | `aten`: the CUDA back-end's ATen GEMMs on the CPU and no fused step (the CUDA build's host path) |
-| `cpu.bf16_training` | `auto`, `float`, `bf16` | how small bfloat16 layers train where the CPU lacks the bfloat16 fused steps |
-| `cpu.emulate_cuda_kernels` | `off`, `on` | CPU tensors take the CUDA back-end with its kernels on the SIMT emulation (tests) |
-| `backward_chunk_steps` | `0` (auto), `k` | steps per chunk of the layer backward (auto: ~8 MiB of gate gradients) |
+- `cpu.step`: `auto`, `fused`, `gemm`. The CPU's per-step strategy: the fused recurrent step,
+  or a GEMM per step plus a pointwise pass.
+- `cpu.input_fusion`: `auto`, `on`, `off`. The input projection inside the fused step (`on`: at
+  any batch size).
+- `cpu.gemm`: `auto`, `aten`. `aten`: the CUDA back-end's ATen GEMMs on the CPU and no fused step
+  (the CUDA build's host path).
+- `cpu.bf16_training`: `auto`, `float`, `bf16`. How small bfloat16 layers train where the CPU
+  lacks the bfloat16 fused steps.
+- `cpu.emulate_cuda_kernels`: `off`, `on`. CPU tensors take the CUDA back-end with its kernels on
+  the SIMT emulation (tests; fusedlstm.simt).
+- `backward_chunk_steps`: `0` (auto), or a count. Steps per chunk of the layer backward (auto:
+  ~8 MiB of gate gradients).
 
 `auto` is the default everywhere: the choice measured fastest (docs/cpu.md). The switches are
 process-wide (every thread sees them) and take effect at the next op call. Environment variables

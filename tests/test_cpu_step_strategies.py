@@ -3,7 +3,8 @@ of the parity suite.
 
 The CPU picks, per call, between the fused recurrent step (GEMM and gate math in one pass, for
 small batches) and a GEMM call per step (oneDNN / MKL-packed) followed by the pointwise pass.
-The switch fusedlstm.backends.cpu.step forces one of them, so each is checked against nn.LSTM everywhere, not only on
+The switch fusedlstm.backends.cpu.step forces
+one of them, so each is checked against nn.LSTM everywhere, not only on
 the shapes where it would be chosen.
 """
 

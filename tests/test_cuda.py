@@ -12,7 +12,6 @@ from torch import nn
 import fusedlstm
 
 
-
 def missing_for_cuda_tests() -> str | None:
     """What these tests lack on this machine, in words, or None."""
     if not torch.cuda.is_available():
@@ -225,7 +224,7 @@ KERNEL_ULPS = {torch.float64: 1e-13, torch.float32: 2e-6, torch.float16: 2e-3,
 @pytest.mark.parametrize("dtype", list(KERNEL_ULPS))
 def test_pointwise_kernels_on_gpu_equal_their_emulation(dtype):
     """Zero weights make every GEMM exact, so the two runs differ only inside the kernels."""
-    B, I, H = 5, 3, 37
+    B, I, H = 5, 3, 37  # noqa: E741  (the docs' names)
     inputs = [torch.randn(B, I), torch.randn(B, H), torch.randn(B, H),
               torch.zeros(4 * H, I), torch.zeros(4 * H, H), 2 * torch.randn(4 * H),
               torch.randn(4 * H)]

@@ -7,15 +7,11 @@ emulation. The oracle is unchanged: nn.LSTM / nn.LSTMCell, gradcheck and opcheck
 """
 
 import pytest
-from test_cell_parity import (  # noqa: F401  (collected here again)
-    test_matches_nn_lstmcell,
-    test_reduced_precision_close_to_float64 as test_cell_reduced_precision_close_to_float64,
-    test_unbatched_input as test_cell_unbatched_input,
-)
 from test_cell_ops import (  # noqa: F401
     test_gradcheck as test_cell_gradcheck,
-    test_opcheck_lstm_cell,
-    test_opcheck_lstm_cell_backward,
+)
+from test_cell_parity import (  # noqa: F401  (collected here again)
+    test_matches_nn_lstmcell,
 )
 from test_layer_ops import (  # noqa: F401
     test_gradcheck,

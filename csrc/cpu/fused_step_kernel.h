@@ -171,6 +171,25 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, 
 }
 #endif
 
+// fn(std::integral_constant<int, n>{}) for the run-time n in [0, Max]: turns a remainder count
+// into the compile-time tile size the kernels are instantiated for (n = 0 calls nothing).
+template <int Max, class Fn>
+inline void with_count(int64_t n, const Fn& fn) {
+  if constexpr (Max > 0) {
+    if (n == Max) return fn(std::integral_constant<int, Max>{});
+    with_count<Max - 1>(n, fn);
+  }
+}
+
+// fn(std::integral_constant<int, n>{}, at) over [begin, end) in groups of n = N, then one group of
+// the fewer than N that remain: the one idiom behind every kernel's full tiles and remainder.
+template <int N, class Fn>
+inline void for_each_group(int64_t begin, int64_t end, const Fn& fn) {
+  int64_t at = begin;
+  for (; at + N <= end; at += N) fn(std::integral_constant<int, N>{}, at);
+  with_count<N - 1>(end - at, [&](auto n) { fn(n, at); });
+}
+
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
 // one block's units of rows [row0, row0 + rows): up to kLockstep rows at a time in lockstep (their
 // activations interleave, see vector_activations.h) with the lane policy RowPack (float32
@@ -180,7 +199,6 @@ template <template <typename, typename> class Units, typename scalar_t = float,
           template <int> class RowPack = RowPackLanes, typename Args>
 inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
   constexpr int64_t V = FusedVec::size();
-  static_assert(kLockstep == 4, "the remainder below covers 1-3 rows");
   const int64_t j0 = block * V;
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
   if (lanes < V) {
@@ -196,16 +214,9 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
     }
     return;
   }
-  int64_t row = row0;
-  for (; row + kLockstep <= row0 + rows; row += kLockstep) {
-    Units<scalar_t, RowPack<kLockstep>>::run(a, row, j0);
-  }
-  switch (row0 + rows - row) {
-    case 0: break;
-    case 1: Units<scalar_t, RowPack<1>>::run(a, row, j0); break;
-    case 2: Units<scalar_t, RowPack<2>>::run(a, row, j0); break;
-    default: Units<scalar_t, RowPack<3>>::run(a, row, j0); break;
-  }
+  for_each_group<kLockstep>(row0, row0 + rows, [&](auto n, int64_t row) {
+    Units<scalar_t, RowPack<decltype(n)::value>>::run(a, row, j0);
+  });
 }
 
 // k per pass over a block's row tiles when there are several: the block's weights for it
@@ -223,15 +234,7 @@ constexpr int kFusedRows = kFusedRowsOther;
 // remaining rows in one last tile, so a block's weights are streamed once more at most.
 template <class Tile>
 inline void for_each_row_tile(int64_t rows, const Tile& tile) {
-  constexpr int R = kFusedRows;
-  int64_t row = 0;
-  for (; row + R <= rows; row += R) tile(std::integral_constant<int, R>{}, row);
-  switch (rows - row) {
-    case 0: break;
-    case 1: tile(std::integral_constant<int, 1>{}, row); break;
-    case 2: tile(std::integral_constant<int, 2>{}, row); break;
-    default: tile(std::integral_constant<int, std::min(3, R)>{}, row); break;
-  }
+  for_each_group<kFusedRows>(0, rows, tile);
 }
 
 // The float32 step's tile for fused_forward_blocks_with: operands of float rows and weights, the
@@ -326,15 +329,7 @@ constexpr int kBackwardBlocks = 4;
 // kBackwardBlocks blocks, the remaining ones in one last group.
 template <class Tile>
 inline void for_each_block_group(int64_t block_begin, int64_t block_end, const Tile& tile) {
-  constexpr int NB = kBackwardBlocks;
-  int64_t block = block_begin;
-  for (; block + NB <= block_end; block += NB) tile(std::integral_constant<int, NB>{}, block);
-  switch (block_end - block) {
-    case 0: break;
-    case 1: tile(std::integral_constant<int, 1>{}, block); break;
-    case 2: tile(std::integral_constant<int, 2>{}, block); break;
-    default: tile(std::integral_constant<int, 3>{}, block); break;
-  }
+  for_each_group<kBackwardBlocks>(block_begin, block_end, tile);
 }
 
 // The float32 backward's tile for fused_backward_blocks_with.

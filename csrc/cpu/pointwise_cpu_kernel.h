@@ -5,6 +5,7 @@
 // packs of float vectors computed in lockstep (vector_activations.h).
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -171,18 +172,8 @@ struct BackwardUnits {
 
 template <template <typename, typename> class Units, typename Args>
 void dispatch_rows(const Args& a, int64_t row_begin, int64_t row_end) {
-  switch (a.dtype) {
-    case c10::ScalarType::Float:
-      return for_each_unit<float, Units>(a, row_begin, row_end);
-    case c10::ScalarType::Double:
-      return for_each_unit<double, Units>(a, row_begin, row_end);
-    case c10::ScalarType::BFloat16:
-      return for_each_unit<c10::BFloat16, Units>(a, row_begin, row_end);
-    case c10::ScalarType::Half:
-      return for_each_unit<c10::Half, Units>(a, row_begin, row_end);
-    default:
-      TORCH_CHECK(false, "fusedlstm: no CPU pointwise kernel for dtype ", a.dtype);
-  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.dtype, "fusedlstm CPU pointwise",
+                                  [&] { for_each_unit<scalar_t, Units>(a, row_begin, row_end); });
 }
 
 inline void forward_rows(const PointwiseForwardArgs& a, int64_t row_begin, int64_t row_end) {
