@@ -97,7 +97,7 @@ struct alignas(16) SharedChunk {
 struct Block {
   Block(int64_t threads, size_t shared_bytes)
       : barrier(threads), shared((shared_bytes + 15) / 16), warps((threads + warpSize - 1) / warpSize) {
-    std::memset(shared.data(), 0xFF, shared.size() * sizeof(SharedChunk));
+    if (!shared.empty()) std::memset(shared.data(), 0xFF, shared.size() * sizeof(SharedChunk));
     for (int64_t w = 0; w < static_cast<int64_t>(warps.size()); ++w) {
       const int64_t lanes = std::min<int64_t>(warpSize, threads - w * warpSize);
       warps[w].live = lanes == warpSize ? 0xffffffffu : (1u << lanes) - 1;
