@@ -239,6 +239,18 @@ const Bf16FusedKernels* selected_bf16_fused_kernels() {
 #endif
 }
 
+bool cpu_has_amx_bf16() {
+#if defined(FUSEDLSTM_X86_KERNELS)
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("amx-bf16") != 0;
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                         int64_t calls) {
   const int64_t forced = forced_strategy();
@@ -258,6 +270,10 @@ bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t 
   }
   if (forced == kCpuStepFused) return true;
   const int64_t weight_bytes = ((forward ? w_ih.numel() : 0) + w_hh.numel()) * 2;
+  // a forward step's products: x_t W_ih^T and h W_hh^T; a backward step's: dgates W_hh
+  const int64_t step_macs =
+      max_rows * w_hh.size(0) * ((forward ? w_ih.size(1) : 0) + w_hh.size(1));
+  if (cpu_has_amx_bf16() && step_macs > kBf16FusedMaxStepMacsWithAmx) return false;
   return calls > 1 && max_rows <= kBf16FusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
 }
 

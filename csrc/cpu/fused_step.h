@@ -66,8 +66,14 @@ bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int
 // while W_ih + W_hh fit in 20 MiB (docs/performance.md). The switch cpu.step forces it too.
 // w_ih: the forward's, or undefined for the backward.
 constexpr int64_t kBf16FusedMaxRows = 1024;
+// On CPUs with AMX (bfloat16 tile multiplies), oneDNN's bfloat16 GEMMs run on AMX and beat the
+// vdpbf16ps fused steps above about 8M multiply-adds per step; below, the fused steps' lower
+// per-step overhead still wins (docs/performance.md, measured on a Xeon with amx_bf16).
+constexpr int64_t kBf16FusedMaxStepMacsWithAmx = int64_t{8} << 20;
 bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                         int64_t calls);
+// Whether this CPU has AMX bfloat16 tiles (which oneDNN's bfloat16 GEMMs use).
+bool cpu_has_amx_bf16();
 
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
