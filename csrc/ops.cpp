@@ -2,6 +2,8 @@
 // cpu/ops_cpu.cpp and cuda/ops_cuda.cpp; fake kernels and autograd in fusedlstm/ops.py.
 #include <torch/library.h>
 
+#include "cpu/buffer_pool.h"
+#include "cpu/fused_step.h"
 #include "simt/cuda_simt.h"
 #include "switch_ops.h"
 
@@ -36,6 +38,11 @@ TORCH_LIBRARY(fusedlstm, m) {
   m.def("_switch(str name) -> str", &fusedlstm::get_switch);
   m.def("_set_switch(str name, str value) -> str", &fusedlstm::set_switch);
   m.def("_switch_code(int which) -> int", &fusedlstm::switch_code);
+  // Queries of the CPU back-end (fusedlstm.buffers, fusedlstm.cpu_kernels).
+  m.def("_cpu_pool_enabled() -> bool", &fusedlstm::cpu::pool_enabled);
+  m.def("_cpu_cached_bytes() -> int", &fusedlstm::cpu::pooled_cached_bytes);
+  m.def("_release_cpu_buffers() -> int", &fusedlstm::cpu::release_pooled_buffers);
+  m.def("_cpu_bf16_fused_step() -> bool", &fusedlstm::cpu::bf16_fused_step_available);
   // Emulated CUDA kernel launches so far (fusedlstm.simt): tests check the emulation ran.
   m.def("_emulated_launches() -> int", &fusedlstm::simt::emulated_launches);
 }

@@ -1,7 +1,5 @@
 """Loads the compiled extensions, which register the torch.ops.fusedlstm.* ops."""
 
-import ctypes
-import functools
 import warnings
 from pathlib import Path
 
@@ -17,18 +15,6 @@ cuda_unavailable_reason: str | None = None
 def _find(stem: str) -> Path | None:
     matches = sorted(_HERE.glob(f"{stem}.*.so")) + sorted(_HERE.glob(f"{stem}.so"))
     return matches[0] if matches else None
-
-
-def cpu_library():
-    """Path of the CPU extension (_C), which load() loaded."""
-    return _find("_C")
-
-
-@functools.cache
-def cpu_c_functions() -> ctypes.CDLL:
-    """The CPU extension's plain C functions (extern "C": no binding layer). The extension is
-    already loaded (torch.ops.load_library); this returns the same handle."""
-    return ctypes.CDLL(str(cpu_library()))
 
 
 def release(version: str) -> str:

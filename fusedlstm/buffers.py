@@ -2,37 +2,25 @@
 
 The CPU ops take their large buffers (outputs, saved gates, gradient chunks) from a small cache of
 blocks kept across calls (at most 64 MiB of free blocks), so that repeated calls do not page-fault
-fresh memory in every time. These two functions report and empty that cache, as
+fresh memory in every time. These functions report and empty that cache, as
 torch.cuda.memory_reserved / torch.cuda.empty_cache do for CUDA's.
 """
 
-import ctypes
-import functools
+import torch
 
-from . import _loader
-
-
-@functools.cache
-def _library() -> ctypes.CDLL:
-    library = _loader.cpu_c_functions()
-    for name in ("fusedlstm_cpu_cached_bytes", "fusedlstm_release_cpu_buffers"):
-        getattr(library, name).restype = ctypes.c_int64
-        getattr(library, name).argtypes = []
-    library.fusedlstm_cpu_pool_enabled.restype = ctypes.c_int
-    library.fusedlstm_cpu_pool_enabled.argtypes = []
-    return library
+_ops = torch.ops.fusedlstm
 
 
 def cpu_pool_enabled() -> bool:
     """Whether the CPU ops use the pool (they do not in an AddressSanitizer build)."""
-    return bool(_library().fusedlstm_cpu_pool_enabled())
+    return bool(_ops._cpu_pool_enabled())
 
 
 def cpu_cached_bytes() -> int:
     """Bytes of free blocks the CPU buffer pool holds for the next calls."""
-    return int(_library().fusedlstm_cpu_cached_bytes())
+    return int(_ops._cpu_cached_bytes())
 
 
 def release_cpu_buffers() -> int:
     """Gives every free block of the CPU buffer pool back to malloc; returns how many bytes."""
-    return int(_library().fusedlstm_release_cpu_buffers())
+    return int(_ops._release_cpu_buffers())

@@ -142,9 +142,3 @@ int64_t release_pooled_buffers() { return pool().release_all(); }
 
 }  // namespace fusedlstm::cpu
 
-// For fusedlstm/buffers.py (ctypes): no Python binding layer needed for these three.
-extern "C" int fusedlstm_cpu_pool_enabled() { return fusedlstm::cpu::pool_enabled() ? 1 : 0; }
-extern "C" int64_t fusedlstm_cpu_cached_bytes() { return fusedlstm::cpu::pooled_cached_bytes(); }
-extern "C" int64_t fusedlstm_release_cpu_buffers() {
-  return fusedlstm::cpu::release_pooled_buffers();
-}

@@ -433,7 +433,6 @@ void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,
 
 }  // namespace fusedlstm::cpu
 
-// For fusedlstm.cpu_kernels (ctypes).
-extern "C" int fusedlstm_cpu_bf16_fused_step() {
-  return fusedlstm::cpu::selected_bf16_fused_kernels() != nullptr ? 1 : 0;
+bool fusedlstm::cpu::bf16_fused_step_available() {
+  return selected_bf16_fused_kernels() != nullptr;
 }

@@ -74,6 +74,8 @@ bool bf16_fused_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t 
                         int64_t calls);
 // Whether this CPU has AMX bfloat16 tiles (which oneDNN's bfloat16 GEMMs use).
 bool cpu_has_amx_bf16();
+// Whether the bfloat16 fused steps can run here (fusedlstm.cpu_kernels.bf16_fused_step()).
+bool bf16_fused_step_available();
 
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
