@@ -1,0 +1,136 @@
+// The pieces the layer forward and backward share (layer_forward.h, layer_backward.h): argument
+// checks, which step comes before which and how many rows carry on, the rows of a chunk of steps,
+// chunk sizes, and float32 sums of reduced-precision gradients.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <fusedlstm/checks.h>
+#include <fusedlstm/pointwise.h>
+#include <fusedlstm/gemm.h>
+#include <fusedlstm/step_schedule.h>
+#include <fusedlstm/switches.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+namespace fusedlstm {
+
+namespace layer_detail {
+
+inline WeightShapes check_layer(const at::Tensor& input, const at::Tensor& h0,
+                                const at::Tensor& c0, const at::Tensor& w_ih,
+                                const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+                                const c10::optional<at::Tensor>& b_hh,
+                                const c10::optional<at::Tensor>& w_hr, const StepSchedule& s,
+                                const char* op) {
+  const WeightShapes shape = check_weights(w_ih, w_hh, b_ih, b_hh, w_hr, op);
+  check_like(input, w_ih, op, "input", "w_ih");
+  check_size(input, input.dim() - 1, shape.input_size, op, "input", "feature size (input_size)");
+  check_state(h0, s.batch, shape.proj, input, op, "h0");
+  check_state(c0, s.batch, shape.hidden, input, op, "c0");
+  return shape;
+}
+
+// The step processed just before step t, and how many of step t's rows (the first ones) carry
+// on from it; the others start from the initial state. prev is -1 when there is none.
+struct PreviousStep {
+  int64_t prev;
+  int64_t continuing;
+};
+
+inline PreviousStep previous_step(const StepSchedule& s, int64_t t, bool reverse) {
+  const int64_t prev = reverse ? t + 1 : t - 1;
+  if (prev < 0 || prev >= s.steps) return {-1, 0};
+  return {prev, std::min(s.rows[t], s.rows[prev])};
+}
+
+inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
+  return reverse ? s.steps - 1 - i : i;
+}
+
+// A chunk of consecutive steps, processing indices [first, last] in either direction: its steps
+// t_lo..t_hi in time order and the rows [row_lo, row_hi) they occupy in the flat buffers.
+struct ChunkRows {
+  int64_t t_lo, t_hi, row_lo, row_hi;
+};
+
+inline ChunkRows chunk_rows(const StepSchedule& s, int64_t first, int64_t last, bool reverse) {
+  const int64_t t_a = step_at(s, first, reverse);
+  const int64_t t_b = step_at(s, last, reverse);
+  const int64_t t_lo = std::min(t_a, t_b);
+  const int64_t t_hi = std::max(t_a, t_b);
+  return {t_lo, t_hi, s.row_offset[t_lo], s.row_offset[t_hi] + s.rows[t_hi]};
+}
+
+// h_{t-1} of a chunk's rows, for dL/dW_hh: each row's previous step's output row, or its h0 row
+// where it started at its step. Padded input (and any run of steps where every row continues)
+// is a shifted view of `output`; otherwise it is gathered.
+inline at::Tensor previous_h_rows(const StepSchedule& s, bool reverse, const at::Tensor& output,
+                                  const at::Tensor& h0, const ChunkRows& c) {
+  bool shifted = true;
+  int64_t delta = 0;
+  for (int64_t t = c.t_lo; t <= c.t_hi && shifted; ++t) {
+    const PreviousStep p = previous_step(s, t, reverse);
+    const int64_t d = p.prev < 0 ? 0 : s.row_offset[p.prev] - s.row_offset[t];
+    shifted = p.prev >= 0 && p.continuing == s.rows[t] && (delta == 0 || d == delta);
+    delta = d;
+  }
+  const int64_t n = c.row_hi - c.row_lo;
+  if (shifted) return output.narrow(0, c.row_lo + delta, n);
+  at::Tensor rows = at::empty({n, output.size(1)}, output.options());
+  for (int64_t t = c.t_lo; t <= c.t_hi; ++t) {
+    const PreviousStep p = previous_step(s, t, reverse);
+    const int64_t at = s.row_offset[t] - c.row_lo;
+    if (p.continuing > 0) {
+      rows.narrow(0, at, p.continuing).copy_(output.narrow(0, s.row_offset[p.prev], p.continuing));
+    }
+    if (s.rows[t] > p.continuing) {
+      rows.narrow(0, at + p.continuing, s.rows[t] - p.continuing)
+          .copy_(h0.narrow(0, p.continuing, s.rows[t] - p.continuing));
+    }
+  }
+  return rows;
+}
+
+// Adds `part` into the running sum `total` (defined by the first part). Reduced-precision sums
+// are kept in float32 and rounded once at the end (see finish_sum).
+inline void accumulate(at::Tensor& total, const at::Tensor& part) {
+  if (!total.defined()) {
+    total = at::isReducedFloatingType(part.scalar_type()) ? part.to(at::kFloat) : part;
+  } else {
+    total.add_(part);
+  }
+}
+
+inline at::Tensor finish_sum(const at::Tensor& total, at::ScalarType dtype) {
+  return total.scalar_type() == dtype ? total : total.to(dtype);
+}
+
+// Steps per backward chunk: the gate gradients of a chunk (and the weight-gradient GEMMs on
+// them) are kept ~8 MiB, so the backward never holds a (T*B, 4H) gradient buffer.
+// The switch backward_chunk_steps = k forces k (for tests: small shapes fit in one chunk).
+inline int64_t backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row, size_t elem) {
+  const int64_t forced = switch_value(Switch::kBackwardChunkSteps);
+  if (forced > 0) return std::min(forced, s.steps);
+  constexpr int64_t kChunkBytes = int64_t{8} << 20;
+  const int64_t per_step =
+      std::max<int64_t>(1, s.batch) * gates_per_row * static_cast<int64_t>(elem);
+  return std::clamp<int64_t>(kChunkBytes / per_step, 1, s.steps);
+}
+
+// Steps per input-projection chunk in inference: enough rows for an efficient GEMM (256), or as
+// many as fit in ~2 MiB of gates (a core's L2 here), whichever is more.
+inline int64_t inference_chunk_steps(const StepSchedule& s, int64_t gates_per_row, size_t elem) {
+  constexpr int64_t kMinRows = 256;
+  constexpr int64_t kChunkBytes = int64_t{2} << 20;
+  const int64_t batch = std::max<int64_t>(1, s.batch);
+  const int64_t for_rows = (kMinRows + batch - 1) / batch;
+  const int64_t for_bytes = kChunkBytes / (batch * gates_per_row * static_cast<int64_t>(elem));
+  return std::clamp<int64_t>(std::max(for_rows, for_bytes), 1, s.steps);
+}
+
+}  // namespace layer_detail
+
+}  // namespace fusedlstm
