@@ -8,7 +8,7 @@ and the accuracy of each, and plots both training curves.
 
 import matplotlib.pyplot as plt
 import torch
-from common import parse_args, report, train, twin
+from common import parse_args, report, train_both, twin
 from torch import nn
 
 VOCAB, CLASSES = 500, 4
@@ -52,14 +52,7 @@ def main():
     fused = twin(model)
     generator = torch.Generator().manual_seed(0)
     data = [sequences(batch, length, generator) for _ in range(args.steps)]
-
-    def batches(step):
-        tokens, labels = data[step]
-        return (tokens.to(args.device),), labels.to(args.device)
-
-    results = {name: train(m, batches, nn.functional.cross_entropy, args.steps, args.device,
-                           lr=3e-3)
-               for name, m in (("nn.LSTM", model), ("fusedlstm", fused))}
+    results = train_both(model, fused, data, nn.functional.cross_entropy, args, lr=3e-3)
     report("BiLSTM + attention training", results["nn.LSTM"][1], results["fusedlstm"][1])
     tokens, labels = sequences(256, length, torch.Generator().manual_seed(1))
     tokens, labels = tokens.to(args.device), labels.to(args.device)

@@ -61,6 +61,19 @@ def train(model: torch.nn.Module, batches: Callable[[int], tuple], loss_fn: Call
     return losses, per_step
 
 
+def train_both(model: torch.nn.Module, fused: torch.nn.Module, data: list, loss_fn: Callable,
+               args: argparse.Namespace, lr: float = 1e-3) -> dict[str, tuple[list[float], float]]:
+    """train() for the nn.LSTM model and its fusedlstm twin on the same batches: data[step] is
+    (input, target) on the CPU. Returns {"nn.LSTM": (losses, s/step), "fusedlstm": ...}."""
+
+    def batches(step):
+        inputs, target = data[step]
+        return (inputs.to(args.device),), target.to(args.device)
+
+    return {name: train(m, batches, loss_fn, args.steps, args.device, lr=lr)
+            for name, m in (("nn.LSTM", model), ("fusedlstm", fused))}
+
+
 def report(name: str, nn_seconds: float, fused_seconds: float) -> None:
     print(f"{name}: nn.LSTM {nn_seconds * 1e3:.1f} ms/step, fusedlstm {fused_seconds * 1e3:.1f} "
           f"ms/step ({nn_seconds / fused_seconds:.2f}x)")

@@ -8,7 +8,7 @@ Prints the time per training step of each and plots both training curves.
 
 import matplotlib.pyplot as plt
 import torch
-from common import parse_args, report, train, twin
+from common import parse_args, report, train_both, twin
 from torch import nn
 
 VOCAB, GOOD, BAD = 1000, range(10, 60), range(60, 110)
@@ -51,14 +51,7 @@ def main():
     data = [reviews(batch, length, torch.Generator().manual_seed(step))
             for step in range(args.steps)]
 
-    def batches(step):
-        tokens, labels = data[step]
-        return (tokens.to(args.device),), labels.to(args.device)
-
-    curves = {}
-    for name, m in (("nn.LSTM", model), ("fusedlstm", fused)):
-        curves[name] = train(m, batches, nn.functional.binary_cross_entropy, args.steps,
-                             args.device)
+    curves = train_both(model, fused, data, nn.functional.binary_cross_entropy, args)
     report("sentiment training", curves["nn.LSTM"][1], curves["fusedlstm"][1])
     plt.figure(figsize=(6, 4))
     for name, (losses, _) in curves.items():

@@ -7,7 +7,7 @@ of each and plots fusedlstm's prediction against the target.
 
 import matplotlib.pyplot as plt
 import torch
-from common import parse_args, report, train, twin
+from common import parse_args, report, train_both, twin
 from torch import nn
 
 
@@ -35,13 +35,7 @@ def main():
     fused = twin(model)
     generator = torch.Generator().manual_seed(0)
     data = [waves(batch, length, generator) for _ in range(args.steps)]
-
-    def batches(step):
-        x, y = data[step]
-        return (x.to(args.device),), y.to(args.device)
-
-    results = {name: train(m, batches, nn.functional.mse_loss, args.steps, args.device, lr=1e-2)
-               for name, m in (("nn.LSTM", model), ("fusedlstm", fused))}
+    results = train_both(model, fused, data, nn.functional.mse_loss, args, lr=1e-2)
     report("sin -> cos training", results["nn.LSTM"][1], results["fusedlstm"][1])
     print(f"final MSE: nn.LSTM {results['nn.LSTM'][0][-1]:.4f}, "
           f"fusedlstm {results['fusedlstm'][0][-1]:.4f}")
