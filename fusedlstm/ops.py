@@ -7,7 +7,7 @@ torch.compile and torch.library.opcheck all run the same kernels.
 import torch
 from torch import Tensor
 
-from . import _checks
+from . import _checks, _reference
 
 _ops = torch.ops.fusedlstm
 # The overloads themselves, resolved once: calling the packet resolves "default" on every call.
@@ -15,6 +15,38 @@ _cell_op = _ops.lstm_cell.default
 _cell_backward_op = _ops.lstm_cell_backward.default
 _layer_op = _ops.lstm_layer.default
 _layer_backward_op = _ops.lstm_layer_backward.default
+
+
+def graph_needed(*tensors: Tensor | None) -> bool:
+    """Whether a backward must build a graph of its own gradients (create_graph=True with
+    something to differentiate, or a torch.func transform that differentiates this backward).
+    The fused backward ops cannot; a plain backward never does."""
+    if not torch.is_grad_enabled():
+        return False
+    if _functorch.transforms_active():
+        return _functorch.backward_is_differentiated()
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+def call_without_graph(backward_op, *args):
+    """Runs a backward op with grad mode off: it is on under torch.func.grad even where
+    graph_needed says no graph is needed, and the ops' kernels refuse to record one."""
+    if not torch.is_grad_enabled():
+        return backward_op(*args)
+    with torch.no_grad():
+        return backward_op(*args)
+
+
+def differentiable_grads(forward, inputs, needs, grad_outputs) -> tuple:
+    """Gradients of forward(*inputs) with their own graph: recomputes the forward in
+    differentiable ops (fusedlstm._reference) and differentiates that."""
+    wanted = [index for index, (t, need) in enumerate(zip(inputs, needs, strict=True))
+              if need and t is not None]
+    found = _functorch.vjp_of(forward, inputs, wanted, grad_outputs)
+    grads: list[Tensor | None] = [None] * len(inputs)
+    for index, grad in zip(wanted, found, strict=True):
+        grads[index] = grad
+    return tuple(grads)
 
 
 # ---- lstm_cell ------------------------------------------------------------------------------
@@ -60,17 +92,20 @@ def _lstm_cell_setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(gates)
     ctx.set_materialize_grads(False)
     ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(input, hx, cx, w_ih, w_hh, cy, gates)
+    ctx.save_for_backward(input, hx, cx, w_ih, w_hh, b_ih, b_hh, cy, gates)
 
 
 def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_gates):
-    input, hx, cx, w_ih, w_hh, cy, gates = ctx.saved_tensors
+    input, hx, cx, w_ih, w_hh, b_ih, b_hh, cy, gates = ctx.saved_tensors
     grad_hy = torch.zeros_like(cy) if grad_hy is None else grad_hy
     grad_cy = torch.zeros_like(cy) if grad_cy is None else grad_cy
     needs = ctx.needs_input_grad
-    grads = _cell_backward_op(
-        grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates, needs[0], needs[1],
-        any(needs[3:7]),
+    inputs = (input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    if graph_needed(*inputs, grad_hy, grad_cy):
+        return differentiable_grads(_reference.cell, inputs, needs, (grad_hy, grad_cy))
+    grads = call_without_graph(
+        _cell_backward_op, grad_hy, grad_cy, input, hx, cx, w_ih, w_hh, cy, gates, needs[0],
+        needs[1], any(needs[3:7]),
     )
     grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias = grads
     grads = (grad_input, grad_hx, grad_cx, grad_w_ih, grad_w_hh, grad_bias, grad_bias)
@@ -94,7 +129,10 @@ def lstm_cell(
     b_hh: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One LSTM step on (B, I) input and (B, H) state; returns (h', c')."""
-    hy, cy, _ = _cell_op(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    if _onnx.exporting_with_dynamo():
+        return _onnx.cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    call = _functorch.CellFunction.apply if _functorch.transforms_active() else _cell_op
+    hy, cy, _ = call(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
     return hy, cy
 
 
@@ -154,7 +192,8 @@ def _lstm_layer_setup_context(ctx, inputs, output):
     ctx.packed = batch_sizes is not None
     ctx.reverse = reverse
     ctx.train = train
-    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, out, gates, cells)
+    ctx.save_for_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, out, gates,
+                          cells)
 
 
 def _lstm_layer_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
@@ -164,15 +203,24 @@ def _lstm_layer_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _gra
             "backward; call it with train=True (fusedlstm.ops.lstm_layer does this whenever "
             "grad mode is on and an input requires grad)"
         )
-    input, h0, c0, w_ih, w_hh, w_hr, batch_sizes, out, gates, cells = ctx.saved_tensors
+    saved = ctx.saved_tensors
+    input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, out, gates, cells = saved
     grad_output = torch.zeros_like(out) if grad_output is None else grad_output
     grad_h_n = torch.zeros_like(h0) if grad_h_n is None else grad_h_n
     grad_c_n = torch.zeros_like(c0) if grad_c_n is None else grad_c_n
     needs = ctx.needs_input_grad
+    inputs = (input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    if graph_needed(*inputs, grad_output, grad_h_n, grad_c_n):
+        def forward(*tensors):
+            return _reference.layer(*tensors, batch_sizes, ctx.reverse)
+
+        grads = differentiable_grads(forward, inputs, needs[:8],
+                                     (grad_output, grad_h_n, grad_c_n))
+        return grads + (None, None, None)
     need_weight_grads = any(needs[3:8])
-    grads = _layer_backward_op(
-        grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr, batch_sizes,
-        ctx.reverse, out, gates, cells, needs[0], need_weight_grads,
+    grads = call_without_graph(
+        _layer_backward_op, grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih, w_hh, w_hr,
+        batch_sizes, ctx.reverse, out, gates, cells, needs[0], need_weight_grads,
     )
     grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_w_hr = grads
     grads = (grad_input, grad_h0, grad_c0, grad_w_ih, grad_w_hh, grad_bias, grad_bias,
@@ -190,8 +238,12 @@ torch.library.register_autograd(
 
 
 def needs_backward(*tensors: Tensor | None) -> bool:
-    """Whether a forward must keep activations: grad mode on and some input requires grad."""
-    return torch.is_grad_enabled() and any(
+    """Whether a forward must keep activations: grad mode on and some input requires grad.
+
+    While torch.jit.trace records, grad mode is left out: the trace's check re-runs the module
+    under no_grad, and a traced module should keep supporting a backward when its parameters
+    require grad."""
+    return (torch.is_grad_enabled() or torch.jit.is_tracing()) and any(
         t is not None and t.requires_grad for t in tensors
     )
 
@@ -213,8 +265,18 @@ def lstm_layer(
     input is (T, B, I), or PackedSequence data (N, I) with its batch_sizes. Activations are
     kept for a backward only when one is possible (see needs_backward).
     """
+    if _onnx.exporting():
+        _onnx.check_exportable(w_hr, batch_sizes)  # refused by both exporters, before tracing
+        if _onnx.exporting_with_dynamo():
+            return _onnx.layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
+                               reverse)
     train = needs_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
-    output, h_n, c_n, _, _ = _layer_op(
+    call = _functorch.LayerFunction.apply if _functorch.transforms_active() else _layer_op
+    output, h_n, c_n, _, _ = call(
         input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train
     )
     return output, h_n, c_n
+
+
+# Imported last: _functorch uses the setup_context and backward functions above.
+from . import _functorch, _onnx  # noqa: E402

@@ -1,0 +1,160 @@
+"""ONNX export of the fusedlstm ops as standard ONNX `LSTM` nodes (the default domain), as
+nn.LSTM exports: with torch.onnx.export's default (dynamo) exporter and with dynamo=False.
+
+One node per layer and direction: our op is one direction of one layer, so a reverse direction
+is an ONNX LSTM with direction="reverse" and a bidirectional layer is two nodes whose outputs are
+concatenated, as the module does. ONNX orders the gate rows i, o, f, c where PyTorch has i, f, g,
+o; the weights are permuted in the graph, which the exporters fold into the initializers.
+ONNX's LSTM has no projection (proj_size) and takes padded input, so those raise.
+"""
+
+import torch
+from torch import Tensor
+
+_OPSET = 9  # LSTM is in every opset the TorchScript exporter supports; 9 covers all of them
+
+
+def _onnx_gate_order(hidden: int) -> Tensor:
+    """Row indices turning PyTorch's (i, f, g, o) gate blocks into ONNX's (i, o, f, c)."""
+    blocks = (0, 3, 1, 2)
+    return torch.cat([torch.arange(block * hidden, (block + 1) * hidden) for block in blocks])
+
+
+def _refuse(what: str, why: str):
+    raise torch.onnx.errors.OnnxExporterError(
+        f"fusedlstm: ONNX export of {what} is not supported: {why}. Export without it, or use "
+        "torch.export / torch.jit.trace, which keep the fusedlstm ops."
+    )
+
+
+def check_exportable(w_hr, batch_sizes) -> None:
+    if w_hr is not None:
+        _refuse("an LSTM with proj_size > 0", "ONNX's LSTM operator has no projection")
+    if batch_sizes is not None:
+        _refuse("a PackedSequence input",
+                "pass the padded batch (the ONNX LSTM takes padded input)")
+
+
+# ---- the default (dynamo) exporter: torch.onnx.ops.symbolic_multi_out in the traced graph --
+
+
+def _lstm_node(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):
+    """The LSTM node on (T, B, I) input and (B, H) states; returns its (Y, Y_h, Y_c)."""
+    hidden = w_hh.shape[1]
+    order = _onnx_gate_order(hidden).to(w_ih.device)
+    inputs = [x, w_ih[order].unsqueeze(0), w_hh[order].unsqueeze(0)]
+    if b_ih is None and b_hh is None:
+        inputs.append(None)
+    else:
+        b_ih = torch.zeros_like(b_hh) if b_ih is None else b_ih
+        b_hh = torch.zeros_like(b_ih) if b_hh is None else b_hh
+        inputs.append(torch.cat([b_ih[order], b_hh[order]]).unsqueeze(0))
+    inputs += [None, h0.unsqueeze(0), c0.unsqueeze(0)]  # None: no sequence_lens
+    steps, batch = x.shape[0], x.shape[1]
+    return torch.onnx.ops.symbolic_multi_out(
+        "LSTM",
+        inputs,
+        {"hidden_size": hidden, "direction": "reverse" if reverse else "forward"},
+        dtypes=[x.dtype] * 3,
+        shapes=[(steps, 1, batch, hidden), (1, batch, hidden), (1, batch, hidden)],
+        version=_OPSET,
+    )
+
+
+def layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
+    """fusedlstm::lstm_layer's (output, h_n, c_n) as an ONNX LSTM node."""
+    check_exportable(w_hr, batch_sizes)  # the caller checked already; kept for direct callers
+    y, y_h, y_c = _lstm_node(input, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse)
+    return y.squeeze(1), y_h.squeeze(0), y_c.squeeze(0)
+
+
+def cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh):
+    """fusedlstm::lstm_cell's (h', c') as an ONNX LSTM node over one step."""
+    _, y_h, y_c = _lstm_node(input.unsqueeze(0), w_ih, w_hh, b_ih, b_hh, hx, cx, False)
+    return y_h.squeeze(0), y_c.squeeze(0)
+
+
+def exporting() -> bool:
+    """torch.onnx.export is running (either exporter). Reads the exporter's own flag as well:
+    torch.compile folds torch.onnx.is_in_onnx_export() to False, and the default exporter's
+    fallback capture (torch.export strict=True) traces with it."""
+    from torch.onnx._internal.exporter import _flags
+
+    return torch.onnx.is_in_onnx_export() or _flags._is_onnx_exporting
+
+
+def exporting_with_dynamo() -> bool:
+    """torch.onnx.export's default exporter is running (the TorchScript one traces with the JIT
+    tracer and uses the symbolics below instead)."""
+    return exporting() and not torch.jit.is_tracing()
+
+
+# ---- the TorchScript exporter (dynamo=False): symbolic functions for the ops ----------------
+
+
+def _ts_lstm_node(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, hidden: int, reverse: bool):
+    from torch.onnx import symbolic_helper
+
+    def permuted(weight):
+        order = g.op("Constant", value_t=_onnx_gate_order(hidden))
+        return g.op("Gather", weight, order, axis_i=0)
+
+    def unsqueezed(value):
+        return symbolic_helper._unsqueeze_helper(g, value, [0])
+
+    has_ih, has_hh = not symbolic_helper._is_none(b_ih), not symbolic_helper._is_none(b_hh)
+    inputs = [x, unsqueezed(permuted(w_ih)), unsqueezed(permuted(w_hh))]
+    if has_ih or has_hh:
+        b_ih = b_ih if has_ih else g.op("Sub", b_hh, b_hh)  # zeros of b_hh's type and shape
+        b_hh = b_hh if has_hh else g.op("Sub", b_ih, b_ih)
+        inputs.append(unsqueezed(g.op("Concat", permuted(b_ih), permuted(b_hh), axis_i=0)))
+    else:
+        inputs.append(g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor()))
+    none = g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor())
+    inputs += [none, unsqueezed(h0), unsqueezed(c0)]
+    return g.op("LSTM", *inputs, hidden_size_i=hidden,
+                direction_s="reverse" if reverse else "forward", outputs=3)
+
+
+def _ts_hidden_size(w_hh) -> int:
+    from torch.onnx import symbolic_helper
+
+    sizes = symbolic_helper._get_tensor_sizes(w_hh)
+    if sizes is None or sizes[1] is None:
+        _refuse("an LSTM whose weight shapes are unknown", "the LSTM node needs hidden_size")
+    return sizes[1]
+
+
+def _ts_empty(g):
+    return g.op("Constant", value_t=torch.empty(0))
+
+
+def _ts_layer(g, input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+    from torch.onnx import symbolic_helper
+
+    check_exportable(None if symbolic_helper._is_none(w_hr) else w_hr,
+                     None if symbolic_helper._is_none(batch_sizes) else batch_sizes)
+    reverse = symbolic_helper._maybe_get_const(reverse, "b")
+    y, y_h, y_c = _ts_lstm_node(g, input, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                _ts_hidden_size(w_hh), bool(reverse))
+    squeeze = symbolic_helper._squeeze_helper
+    return (squeeze(g, y, [1]), squeeze(g, y_h, [0]), squeeze(g, y_c, [0]), _ts_empty(g),
+            _ts_empty(g))
+
+
+def _ts_cell(g, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
+    from torch.onnx import symbolic_helper
+
+    x = symbolic_helper._unsqueeze_helper(g, input, [0])
+    _, y_h, y_c = _ts_lstm_node(g, x, hx, cx, w_ih, w_hh, b_ih, b_hh, _ts_hidden_size(w_hh),
+                                False)
+    squeeze = symbolic_helper._squeeze_helper
+    return squeeze(g, y_h, [0]), squeeze(g, y_c, [0]), _ts_empty(g)
+
+
+def _register_torchscript_symbolics() -> None:
+    torch.onnx.register_custom_op_symbolic("fusedlstm::lstm_layer", _ts_layer, _OPSET)
+    torch.onnx.register_custom_op_symbolic("fusedlstm::lstm_cell", _ts_cell, _OPSET)
+
+
+_register_torchscript_symbolics()
