@@ -28,6 +28,8 @@ def _refuse(what: str, why: str):
 
 
 def check_exportable(w_hr, batch_sizes) -> None:
+    """Refuses, naming it, what the ONNX LSTM cannot express (both exporters call this before
+    tracing reaches anything that would fail less clearly)."""
     if w_hr is not None:
         _refuse("an LSTM with proj_size > 0", "ONNX's LSTM operator has no projection")
     if batch_sizes is not None:

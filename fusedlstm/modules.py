@@ -1,5 +1,8 @@
 """Drop-in replacements for torch.nn.LSTM and torch.nn.LSTMCell, and replace_lstm()."""
 
+from typing import overload
+
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
@@ -42,7 +45,8 @@ class LSTM(nn.RNNBase):
         directions = 2 if self.bidirectional else 1
         return (self.num_layers * directions, mini_batch, self.hidden_size)
 
-    def check_forward_args(self, input: Tensor, hidden: _Hidden, batch_sizes: Tensor | None):
+    def check_forward_args(self, input: Tensor, hidden: tuple[Tensor, Tensor],
+                           batch_sizes: Tensor | None):
         self.check_input(input, batch_sizes)
         self.check_hidden_size(
             hidden[0],
@@ -55,26 +59,44 @@ class LSTM(nn.RNNBase):
             "Expected hidden[1] size {}, got {}",
         )
 
-    def permute_hidden(self, hx: _Hidden, permutation: Tensor | None) -> _Hidden:
+    def permute_hidden(self, hx: tuple[Tensor, Tensor],
+                       permutation: Tensor | None) -> tuple[Tensor, Tensor]:
         if permutation is None:
             return hx
         return hx[0].index_select(1, permutation), hx[1].index_select(1, permutation)
 
-    def forward(self, input, hx: _Hidden | None = None):
+    # The two forms of forward, as nn.LSTM declares them, so that torch.jit.script compiles one
+    # forward per input type.
+    @overload
+    @torch._jit_internal._overload_method
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        pass
+
+    @overload
+    @torch._jit_internal._overload_method
+    def forward(self, input: PackedSequence, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[PackedSequence, tuple[Tensor, Tensor]]:
+        pass
+
+    def forward(self, input, hx=None):
         """input: (T, B, I) (or (B, T, I) with batch_first), unbatched (T, I), or a
         PackedSequence; hx: optional (h_0, c_0). Returns (output, (h_n, c_n)) like nn.LSTM."""
-        _check_types("LSTM", input, hx, PackedSequence)
-        packed = isinstance(input, PackedSequence)
-        if packed:
-            data, batch_sizes, sorted_indices, unsorted_indices = input
-            is_batched = True
+        if not torch.jit.is_scripting():
+            _check_types("LSTM", input, hx, PackedSequence)
+        orig_input = input
+        batch_sizes = None
+        sorted_indices = None
+        unsorted_indices = None
+        is_batched = True
+        if isinstance(orig_input, PackedSequence):
+            input, batch_sizes, sorted_indices, unsorted_indices = orig_input
         else:
             if input.dim() not in (2, 3):
                 raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
-            data, batch_sizes, sorted_indices, unsorted_indices = input, None, None, None
             is_batched = input.dim() == 3
             if not is_batched:
-                data = data.unsqueeze(0 if self.batch_first else 1)
+                input = input.unsqueeze(0 if self.batch_first else 1)
 
         if hx is not None:
             if is_batched and (hx[0].dim() != 3 or hx[1].dim() != 3):
@@ -89,34 +111,29 @@ class LSTM(nn.RNNBase):
                         f"({hx[0].dim()}-D, {hx[1].dim()}-D) tensors"
                     )
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
-            self.check_forward_args(data, hx, batch_sizes)
+            self.check_forward_args(input, hx, batch_sizes)
             hx = self.permute_hidden(hx, sorted_indices)
         else:
-            self.check_input(data, batch_sizes)
+            self.check_input(input, batch_sizes)
 
-        # Read the parameters by name on every call (not a cached list), so that
-        # torch.func.functional_call and re-assigned parameters are honoured.
-        weights = [getattr(self, name) for name in self._flat_weights_names]
-        output, (h_n, c_n) = functional.lstm(
-            data,
-            hx,
-            weights,
-            num_layers=self.num_layers,
-            bias=self.bias,
-            batch_first=self.batch_first,
-            dropout=self.dropout,
-            training=self.training,
-            bidirectional=self.bidirectional,
-            proj_size=self.proj_size,
-            batch_sizes=batch_sizes,
+        output, (h_n, c_n) = functional.lstm_layers(
+            input, hx, self._current_weights(), self.num_layers, self.bias, self.batch_first,
+            float(self.dropout), self.training, self.bidirectional, self.proj_size, batch_sizes,
         )
-        if packed:
-            output = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
-            return output, self.permute_hidden((h_n, c_n), unsorted_indices)
+        if isinstance(orig_input, PackedSequence):
+            packed = PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices)
+            return packed, self.permute_hidden((h_n, c_n), unsorted_indices)
         if not is_batched:
             output = output.squeeze(0 if self.batch_first else 1)
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return output, (h_n, c_n)
+
+    def _current_weights(self) -> list[Tensor]:
+        if torch.jit.is_scripting():
+            return self._flat_weights
+        # Read the parameters by name on every call (not a cached list), so that
+        # torch.func.functional_call and re-assigned parameters are honoured.
+        return [getattr(self, name) for name in self._flat_weights_names]
 
 
 class LSTMCell(nn.RNNCellBase):
@@ -126,9 +143,11 @@ class LSTMCell(nn.RNNCellBase):
                  dtype=None) -> None:
         super().__init__(input_size, hidden_size, bias, num_chunks=4, device=device, dtype=dtype)
 
-    def forward(self, input: Tensor, hx: _Hidden | None = None) -> _Hidden:
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor]:
         """input: (B, I) or unbatched (I,); hx: optional (h, c). Returns (h', c')."""
-        _check_types("LSTMCell", input, hx)
+        if not torch.jit.is_scripting():
+            _check_types("LSTMCell", input, hx)
         if input.dim() not in (1, 2):
             raise ValueError(f"LSTMCell: Expected input to be 1D or 2D, got {input.dim()}D instead")
         if hx is not None:
