@@ -8,6 +8,8 @@ o; the weights are permuted in the graph, which the exporters fold into the init
 ONNX's LSTM has no projection (proj_size) and takes padded input, so those raise.
 """
 
+import sys
+
 import torch
 from torch import Tensor
 
@@ -77,12 +79,17 @@ def cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh):
 
 
 def exporting() -> bool:
-    """torch.onnx.export is running (either exporter). Reads the exporter's own flag as well:
-    torch.compile folds torch.onnx.is_in_onnx_export() to False, and the default exporter's
-    fallback capture (torch.export strict=True) traces with it."""
-    from torch.onnx._internal.exporter import _flags
-
-    return torch.onnx.is_in_onnx_export() or _flags._is_onnx_exporting
+    """torch.onnx.export is running (either exporter): the flags torch.onnx.is_in_onnx_export()
+    reads, read here without its imports (a microsecond per call, on every cell step) and
+    without torch.compile folding it to False (the default exporter's fallback capture,
+    torch.export strict=True, traces with dynamo). An exporter not yet imported is not running."""
+    flags = sys.modules.get("torch.onnx._internal.exporter._flags")
+    if flags is not None and flags._is_onnx_exporting:
+        return True
+    if torch.compiler.is_compiling():  # the TorchScript exporter does not run under dynamo
+        return False
+    torchscript = sys.modules.get("torch.onnx._internal.torchscript_exporter._globals")
+    return torchscript is not None and torchscript.GLOBALS.in_onnx_export
 
 
 def exporting_with_dynamo() -> bool:
