@@ -7,8 +7,8 @@ CUDA_LOADED = _loader.load()
 
 # The ops must be loaded first.
 from . import backends, buffers, cpu_kernels, functional, ops, simt  # noqa: E402
-from .modules import LSTM, LSTMCell, replace_lstm  # noqa: E402
+from .modules import LSTM, LSTMCell, replace_lstm, restore_lstm  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "LSTMCell", "replace_lstm", "backends", "buffers", "cpu_kernels",
+__all__ = ["LSTM", "LSTMCell", "replace_lstm", "restore_lstm", "backends", "buffers", "cpu_kernels",
            "functional", "ops", "simt", "CUDA_LOADED"]

@@ -192,13 +192,44 @@ def _convert(module: nn.Module) -> nn.Module:
     return new
 
 
+def _restore(module: nn.Module) -> nn.Module:
+    """The torch.nn module a fusedlstm module stands for, holding the same Parameter objects."""
+    if isinstance(module, LSTM):
+        new = nn.LSTM(
+            module.input_size, module.hidden_size, module.num_layers, module.bias,
+            module.batch_first, module.dropout, module.bidirectional, module.proj_size,
+            device="meta",
+        )
+        names = module._flat_weights_names
+    elif isinstance(module, LSTMCell):
+        new = nn.LSTMCell(module.input_size, module.hidden_size, module.bias, device="meta")
+        names = [name for name, _ in module.named_parameters(recurse=False)]
+    else:
+        return module
+    for name in names:
+        setattr(new, name, getattr(module, name))
+    new.train(module.training)
+    return new
+
+
+def _swap_all(model: nn.Module, convert) -> nn.Module:
+    converted = convert(model)
+    if converted is not model:
+        return converted
+    for name, child in model.named_children():
+        setattr(model, name, _swap_all(child, convert))
+    return model
+
+
+def restore_lstm(model: nn.Module) -> nn.Module:
+    """The inverse of replace_lstm: every fusedlstm.LSTM / LSTMCell inside `model` becomes the
+    nn.LSTM / nn.LSTMCell it stands for, with the same Parameter objects. For tools that match
+    the torch.nn types exactly, e.g. torch.ao.quantization.quantize_dynamic. Returns the model."""
+    return _swap_all(model, _restore)
+
+
 def replace_lstm(model: nn.Module) -> nn.Module:
     """Swaps every nn.LSTM / nn.LSTMCell inside `model` (or `model` itself) for the fusedlstm
     equivalent, keeping the weights (the same Parameter objects), device, dtype and mode.
     Returns the model."""
-    converted = _convert(model)
-    if converted is not model:
-        return converted
-    for name, child in model.named_children():
-        setattr(model, name, replace_lstm(child))
-    return model
+    return _swap_all(model, _convert)
