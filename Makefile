@@ -33,11 +33,13 @@ fuzz: build
 
 # The SIMT emulation's self-test (the CUDA kernels' sources on CPU threads) under
 # ThreadSanitizer: it must pass clean, and each planted missing barrier (1: a __syncthreads(),
-# 2: a grid barrier) must make ThreadSanitizer fail it.
+# 2: a grid barrier, 3: the persistent kernels' barrier between steps) must make
+# ThreadSanitizer fail it.
 sanitize-simt: $(DEPS_STAMP)
 	$(PY) tests/simt/selftest_build.py --tsan
 	$(PY) tests/simt/selftest_build.py --tsan --plant 1
 	$(PY) tests/simt/selftest_build.py --tsan --plant 2
+	$(PY) tests/simt/selftest_build.py --tsan --plant 3
 
 # The CPU extension under AddressSanitizer + UndefinedBehaviorSanitizer, and the test suite run
 # with the sanitizer runtimes preloaded (torch and Python themselves are not instrumented).

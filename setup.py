@@ -152,6 +152,7 @@ cpu_sources = [
     # The CUDA kernels' own sources compiled as host C++ on the SIMT emulation (csrc/simt).
     CSRC / "simt" / "simt_runtime.cpp",
     CSRC / "simt" / "pointwise_simt.cpp",
+    CSRC / "simt" / "persistent_simt.cpp",
     CSRC / "simt" / "ops_simt.cpp",
 ]
 ext_modules = [
@@ -174,7 +175,7 @@ if WITH_CUDA:
         CUDAExtension(
             "fusedlstm._C_cuda",
             [str(CSRC / "cuda" / "ops_cuda.cpp"), str(CSRC / "cuda" / "switches_cuda.cpp"),
-             str(CSRC / "cuda" / "pointwise_cuda.cu")],
+             str(CSRC / "cuda" / "pointwise_cuda.cu"), str(CSRC / "cuda" / "persistent_cuda.cu")],
             include_dirs=INCLUDE + nvidia_include_dirs(),
             extra_compile_args={
                 "cxx": OPT,

@@ -45,4 +45,6 @@ TORCH_LIBRARY(fusedlstm, m) {
   m.def("_cpu_bf16_fused_step() -> bool", &fusedlstm::cpu::bf16_fused_step_available);
   // Emulated CUDA kernel launches so far (fusedlstm.simt): tests check the emulation ran.
   m.def("_emulated_launches() -> int", &fusedlstm::simt::emulated_launches);
+  m.def("_emulated_cooperative_launches() -> int",
+        &fusedlstm::simt::emulated_cooperative_launches);
 }

@@ -14,6 +14,12 @@
   lacks the bfloat16 fused steps.
 - `cpu.emulate_cuda_kernels`: `off`, `on`. CPU tensors take the CUDA back-end with its kernels on
   the SIMT emulation (tests; fusedlstm.simt).
+- `cuda.step`: `auto`, `persistent`, `per_step`, `persistent_refused`. The CUDA back-end's time
+  loop (the emulated one too): the persistent kernel (a chunk of steps per cooperative launch,
+  W_hh in shared memory) where every block fits on the device at once, or a GEMM plus a
+  pointwise kernel per step. `auto`: persistent up to 512 batch rows; `persistent`: wherever it
+  fits; `persistent_refused` (tests): as `persistent`, with every launch treated as refused by
+  the device, so the step-by-step fallback runs.
 - `backward_chunk_steps`: `0` (auto), or a count. Steps per chunk of the layer backward (auto:
   ~8 MiB of gate gradients).
 
@@ -65,6 +71,7 @@ class _Group:
 
 
 cpu = _Group(".cpu", ("step", "input_fusion", "gemm", "bf16_training", "emulate_cuda_kernels"))
+cuda = _Group(".cuda", ("step",))
 layer = _Group("", ("backward_chunk_steps",))
 
 
@@ -75,7 +82,10 @@ def flags(**switches) -> Iterator[None]:
     previous = []
     try:
         for key, value in switches.items():
-            name = key.replace("cpu_", "cpu.", 1) if key.startswith("cpu_") else key
+            name = key
+            for group in ("cpu_", "cuda_"):
+                if key.startswith(group):
+                    name = key.replace("_", ".", 1)
             previous.append((name, set(name, value)))
         yield
     finally:

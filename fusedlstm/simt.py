@@ -23,3 +23,8 @@ def emulated_cuda_kernels() -> contextlib.AbstractContextManager:
 def launches() -> int:
     """Emulated kernel launches so far in this process."""
     return torch.ops.fusedlstm._emulated_launches()
+
+
+def cooperative_launches() -> int:
+    """Emulated cooperative launches (the persistent kernels) so far in this process."""
+    return torch.ops.fusedlstm._emulated_cooperative_launches()

@@ -96,6 +96,9 @@ class FusedRecurrentStep {
   // thread's cache from step to step.
   bool fuses_input() const { return packed_input_.defined(); }
 
+  // Inference projects the input in cache-sized chunks of steps (not all steps at once).
+  bool whole_sequence() const { return false; }
+
   // The element type of the pre-activation buffer the steps' `preact` points to, for a layer of
   // `dtype`: float32 for a bfloat16 step (its sums stay float32 until the gate math).
   at::ScalarType preact_dtype(at::ScalarType dtype) const {

@@ -1,6 +1,9 @@
-// The CUDA back-end of the time loop: grid-stride pointwise kernels over (row, unit) on PyTorch's
-// current stream, and ATen's (cuBLAS) GEMMs. Host code only; kernels in pointwise_kernels.cuh.
+// The CUDA back-end of the time loop: grid-stride pointwise kernels over (row, unit) and the
+// persistent recurrent kernels on PyTorch's current stream, and ATen's (cuBLAS) GEMMs. Host code
+// only; kernels in pointwise_kernels.cuh and persistent_kernels.cuh.
 #pragma once
+
+#include <c10/core/Device.h>
 
 #include <fusedlstm/kernel_backend.h>
 
@@ -9,6 +12,19 @@ namespace fusedlstm::cuda {
 struct CudaKernels {
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+
+  // The persistent kernels (persistent_step.h): the device's multiprocessors, how many blocks of
+  // a launch can be resident at once (0 when its shared memory exceeds the device's), whether
+  // a launch may be made now (not while the stream captures a CUDA graph), and the cooperative
+  // launch itself (false when the device refuses it).
+  static int64_t multiprocessors(c10::Device device);
+  static int64_t resident_blocks(c10::ScalarType dtype, bool backward, int threads,
+                                 size_t shared_bytes);
+  static bool can_launch_persistent(c10::Device device);
+  static bool launch(const kernels::PersistentForwardParams& params, c10::ScalarType dtype,
+                     const kernels::PersistentGeometry& geometry);
+  static bool launch(const kernels::PersistentBackwardParams& params, c10::ScalarType dtype,
+                     const kernels::PersistentGeometry& geometry);
 };
 
 using CudaBackend = KernelBackend<CudaKernels>;

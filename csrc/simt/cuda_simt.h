@@ -13,7 +13,20 @@ namespace fusedlstm::simt {
 struct SimtKernels {
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+
+  // The persistent kernels on the emulation (as CudaKernels; persistent_simt.cpp).
+  static int64_t multiprocessors(c10::Device device);
+  static int64_t resident_blocks(c10::ScalarType dtype, bool backward, int threads,
+                                 size_t shared_bytes);
+  static bool can_launch_persistent(c10::Device device);
+  static bool launch(const kernels::PersistentForwardParams& params, c10::ScalarType dtype,
+                     const kernels::PersistentGeometry& geometry);
+  static bool launch(const kernels::PersistentBackwardParams& params, c10::ScalarType dtype,
+                     const kernels::PersistentGeometry& geometry);
 };
+
+// Cooperative (persistent-kernel) launches so far in this process, emulated.
+int64_t emulated_cooperative_launches();
 
 using CudaSimtBackend = KernelBackend<SimtKernels>;
 

@@ -4,7 +4,8 @@
     python tests/simt/selftest_build.py --tsan          # under ThreadSanitizer, must pass clean
     python tests/simt/selftest_build.py --tsan --plant 1  # a __syncthreads() left out: must fail
 
---plant 1 / 2 leaves out a block / grid barrier of harness_kernels.cuh and succeeds only when
+--plant 1 / 2 leaves out a block / grid barrier of harness_kernels.cuh (3: the persistent
+kernels' barrier between steps, cuda/persistent_kernels.cuh) and succeeds only when
 ThreadSanitizer reports a data race: the proof that a missing barrier fails `make sanitize`.
 """
 
@@ -52,8 +53,9 @@ def run(tsan: bool, plant: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tsan", action="store_true", help="build with -fsanitize=thread")
-    parser.add_argument("--plant", type=int, default=0, choices=(0, 1, 2),
-                        help="leave out a barrier (1: __syncthreads, 2: grid) and expect a race")
+    parser.add_argument("--plant", type=int, default=0, choices=(0, 1, 2, 3),
+                        help="leave out a barrier (1: __syncthreads, 2: grid, 3: the persistent "
+                             "kernels' step barrier) and expect a race")
     args = parser.parse_args()
     if args.plant and not args.tsan:
         parser.error("--plant needs --tsan")

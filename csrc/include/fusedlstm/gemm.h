@@ -8,7 +8,8 @@
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
 //                                 back-end has one (active() says whether it applies; with
 //                                 fuses_input(), the input projection in the same pass;
-//                                 preact_dtype(dtype), the type of its pre-activation buffer)
+//                                 preact_dtype(dtype), the type of its pre-activation buffer;
+//                                 whole_sequence(): inference hands it all steps at once)
 //   Backend::FusedBackward        the same for the backward step (grad_h_dtype(dtype), the type
 //                                 of the dL/dh it carries between steps)
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
@@ -84,6 +85,7 @@ struct NoFusedStep {
               const at::Tensor& /*w_ih*/, const at::Tensor& /*bias*/, bool /*inference*/) {}
   bool active() const { return false; }
   bool fuses_input() const { return false; }
+  bool whole_sequence() const { return false; }
   at::ScalarType preact_dtype(at::ScalarType dtype) const { return dtype; }
   at::ScalarType grad_h_dtype(at::ScalarType dtype) const { return dtype; }
   template <class Step>

@@ -1,9 +1,11 @@
-// A back-end made of device pointwise kernels and ATen's GEMMs: the CUDA back-end, and its
-// emulated twin that runs the same kernel sources on CPU tensors (simt/). `Kernels` provides
-// static forward(PointwiseForwardArgs) / backward(PointwiseBackwardArgs) launchers.
+// A back-end made of device kernels and ATen's GEMMs: the CUDA back-end, and its emulated twin
+// that runs the same kernel sources on CPU tensors (simt/). `Kernels` provides static
+// forward(PointwiseForwardArgs) / backward(PointwiseBackwardArgs) launchers and what
+// persistent_step.h needs of the persistent kernels.
 #pragma once
 
 #include <fusedlstm/gemm.h>
+#include <fusedlstm/persistent_step.h>
 #include <fusedlstm/pointwise.h>
 
 namespace fusedlstm {
@@ -11,8 +13,8 @@ namespace fusedlstm {
 template <class Kernels>
 struct KernelBackend : AtenGemm {
   using StepGemm = AtenStepGemm;
-  using FusedStep = NoFusedStep;
-  using FusedBackward = NoFusedStep;
+  using FusedStep = PersistentStep<Kernels>;
+  using FusedBackward = PersistentStep<Kernels>;
   static void forward(const PointwiseForwardArgs& args) { Kernels::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { Kernels::backward(args); }
   // The time loop's large buffers (PyTorch's caching allocator already reuses CUDA memory).

@@ -61,9 +61,11 @@ class LayerForward {
     // (the activated gates are saved in the same buffer), so one chunk covers the sequence;
     // inference keeps none, so it projects a few steps at a time into a buffer that stays in
     // cache. With input fusion there is one chunk, its gates buffer holding all steps
-    // (training) or one step (inference: every step writes the same rows).
-    const int64_t chunk =
-        train_ || input_fused_ ? s_.steps : inference_chunk_steps(s_, G_, elem_);
+    // (training) or one step (inference: every step writes the same rows). A fused step that
+    // runs the whole sequence in one launch (whole_sequence) takes it as one chunk too.
+    const int64_t chunk = train_ || input_fused_ || fused_.whole_sequence()
+                              ? s_.steps
+                              : inference_chunk_steps(s_, G_, elem_);
     // One product per chunk with the same W_ih: worth packing W_ih once when there are several.
     const int64_t chunk_count = (s_.steps + chunk - 1) / chunk;
     const typename Backend::StepGemm input_projection(

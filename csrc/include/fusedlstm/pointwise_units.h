@@ -47,17 +47,15 @@ C10_HOST_DEVICE inline typename L::Compute load_preact(const PointwiseForwardArg
   return pre + L::load(static_cast<const preact_t*>(a.preact_addend) + at, G);
 }
 
-// Forward of units [j, j + L::width) of one row. Offsets are 64-bit: row * 4H passes 2^31 for
-// large B * H.
-template <typename scalar_t, typename L, typename preact_t = scalar_t>
-C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
+// Stores the forward results of units [j, j + L::width) of one row: the activated gates (when
+// kept), c_t (and its saved copy) and h_t (and its copy).
+template <typename scalar_t, typename L>
+C10_HOST_DEVICE inline void store_forward_units(const PointwiseForwardArgs& a, int64_t row,
+                                                int64_t j,
+                                                const CellForward<typename L::Compute>& out) {
   const int64_t H = a.hidden;
   const int64_t gate_offset = row * 4 * H + j;
   const int64_t unit = row * H + j;
-  const auto out = cell_forward<typename L::Compute>(
-      load_preact<preact_t, L>(a, gate_offset, 0), load_preact<preact_t, L>(a, gate_offset, 1),
-      load_preact<preact_t, L>(a, gate_offset, 2), load_preact<preact_t, L>(a, gate_offset, 3),
-      L::load(static_cast<const scalar_t*>(a.c_prev) + unit, H));
   if (a.gates_out) {
     scalar_t* gates = static_cast<scalar_t*>(a.gates_out) + gate_offset;
     L::store(gates, 4 * H, out.input_gate);
@@ -72,6 +70,35 @@ C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t
     L::store(static_cast<scalar_t*>(a.h_copy) + row * a.h_copy_stride + j, a.h_copy_stride,
              out.h);
   }
+}
+
+// Forward of units [j, j + L::width) of one row, adding `recurrent[k]` (a fused step's
+// h_{t-1} W_hh^T, computed in registers) to the pre-activation of gate k.
+template <typename scalar_t, typename L, typename preact_t = scalar_t>
+C10_HOST_DEVICE inline void forward_units_adding(const PointwiseForwardArgs& a, int64_t row,
+                                                 int64_t j,
+                                                 const typename L::Compute* recurrent) {
+  const int64_t gate_offset = row * 4 * a.hidden + j;
+  const auto out = cell_forward<typename L::Compute>(
+      load_preact<preact_t, L>(a, gate_offset, 0) + recurrent[0],
+      load_preact<preact_t, L>(a, gate_offset, 1) + recurrent[1],
+      load_preact<preact_t, L>(a, gate_offset, 2) + recurrent[2],
+      load_preact<preact_t, L>(a, gate_offset, 3) + recurrent[3],
+      L::load(static_cast<const scalar_t*>(a.c_prev) + row * a.hidden + j, a.hidden));
+  store_forward_units<scalar_t, L>(a, row, j, out);
+}
+
+// Forward of units [j, j + L::width) of one row. Offsets are 64-bit: row * 4H passes 2^31 for
+// large B * H.
+template <typename scalar_t, typename L, typename preact_t = scalar_t>
+C10_HOST_DEVICE inline void forward_units(const PointwiseForwardArgs& a, int64_t row, int64_t j) {
+  const int64_t H = a.hidden;
+  const int64_t gate_offset = row * 4 * H + j;
+  const auto out = cell_forward<typename L::Compute>(
+      load_preact<preact_t, L>(a, gate_offset, 0), load_preact<preact_t, L>(a, gate_offset, 1),
+      load_preact<preact_t, L>(a, gate_offset, 2), load_preact<preact_t, L>(a, gate_offset, 3),
+      L::load(static_cast<const scalar_t*>(a.c_prev) + row * H + j, H));
+  store_forward_units<scalar_t, L>(a, row, j, out);
 }
 
 // Backward of units [j, j + L::width) of one row. extra_t is the type of grad_h_extra: scalar_t,

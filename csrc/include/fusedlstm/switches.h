@@ -16,6 +16,7 @@ enum class Switch : int {
   kCpuBf16Training,     // auto | float | bf16: how small bfloat16 layers train
   kCpuEmulateCuda,      // off | on: CPU tensors take the CUDA back-end on the SIMT emulation
   kBackwardChunkSteps,  // steps per backward chunk; 0: ~8 MiB of gate gradients
+  kCudaStep,            // auto | persistent | per_step | persistent_refused (persistent_step.h)
   kCount,
 };
 

@@ -1,0 +1,148 @@
+// The persistent recurrent kernels: a whole chunk of time steps of one layer direction in one
+// cooperative launch. Built two ways like every kernel here: with nvcc for the GPU
+// (persistent_cuda.cu) and as host C++ on the SIMT emulation (simt/persistent_simt.cpp).
+//
+// Each block owns a slice of hidden units (U of them, all four gate rows of each) and keeps its
+// slice of W_hh in shared memory for the whole launch. Per step a thread takes (row, unit)
+// pairs: it sums the unit's four recurrent products from h_{t-1} (global memory, written by every
+// block at the step before), adds the precomputed input projection, runs cell_math.h through
+// pointwise_units.h and stores h_t, c_t and the saved gates; then the grid waits at a barrier.
+// This is the CPU fused step's schedule (slices of units, one wait per step) on a GPU's blocks.
+// The backward is the same with W_hh's column slice: dL/dh_t of the block's units from the gate
+// gradients of the step after, then the unit's pointwise backward.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <c10/macros/Macros.h>
+
+#include <fusedlstm/device_api.h>
+#include <fusedlstm/persistent_geometry.h>
+#include <fusedlstm/pointwise_units.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace fusedlstm::kernels {
+
+// The FUSEDLSTM_SIMT_PLANT=3 build of the self-test leaves the step barrier out (it must then
+// fail under ThreadSanitizer).
+#if defined(FUSEDLSTM_SIMT_PLANT) && FUSEDLSTM_SIMT_PLANT == 3
+#define FUSEDLSTM_STEP_BARRIER(grid)
+#else
+#define FUSEDLSTM_STEP_BARRIER(grid) grid.sync()
+#endif
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kPersistentMaxThreads)
+    persistent_forward_kernel(PersistentForwardParams p) {
+  using Compute = at::opmath_type<scalar_t>;
+  FUSEDLSTM_DYNAMIC_SHARED(scalar_t, w_slice);  // [k][gate][u]: consecutive units, banks
+  const int64_t U = p.units_per_block;
+  const int64_t H = p.hidden;
+  const int64_t K = p.columns;
+  const int64_t first_unit = static_cast<int64_t>(blockIdx.x) * U;
+  const scalar_t* w_hh = static_cast<const scalar_t*>(p.w_hh);
+  for (int64_t i = threadIdx.x; i < 4 * U * K; i += blockDim.x) {
+    const int64_t k = i / (4 * U);
+    const int64_t gate = i / U % 4;
+    const int64_t unit = first_unit + i % U;
+    w_slice[i] = unit < H ? w_hh[(gate * H + unit) * K + k] : scalar_t(0);
+  }
+  __syncthreads();
+  auto grid = cooperative_groups::this_grid();
+  for (int64_t s = 0; s < p.count; ++s) {
+    const RecurrentStep& step = p.steps[s];
+    const PointwiseForwardArgs& args = step.pointwise;
+    for (int64_t i = threadIdx.x; i < args.rows * U; i += blockDim.x) {
+      const int64_t row = i / U;
+      const int64_t u = i % U;
+      if (first_unit + u >= H) continue;
+      const bool continuing = row < step.continuing;
+      const scalar_t* h_prev = static_cast<const scalar_t*>(continuing ? step.h_prev : step.h_start) +
+                               row * (continuing ? step.h_prev_stride : step.h_start_stride);
+      Compute recurrent[4] = {0, 0, 0, 0};
+      for (int64_t k = 0; k < K; ++k) {
+        const Compute h = static_cast<Compute>(h_prev[k]);
+        const scalar_t* w = w_slice + k * 4 * U + u;
+        recurrent[0] += h * static_cast<Compute>(w[0]);
+        recurrent[1] += h * static_cast<Compute>(w[U]);
+        recurrent[2] += h * static_cast<Compute>(w[2 * U]);
+        recurrent[3] += h * static_cast<Compute>(w[3 * U]);
+      }
+      forward_units_adding<scalar_t, ScalarLanes<scalar_t>>(args, row, first_unit + u, recurrent);
+    }
+    if (s + 1 < p.count) FUSEDLSTM_STEP_BARRIER(grid);
+  }
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kPersistentMaxThreads)
+    persistent_backward_kernel(PersistentBackwardParams p) {
+  using Compute = at::opmath_type<scalar_t>;
+  FUSEDLSTM_DYNAMIC_SHARED(scalar_t, w_columns);  // [gate row][u]: W_hh's columns of the slice
+  const int64_t U = p.units_per_block;
+  const int64_t H = p.hidden;
+  const int64_t G = 4 * H;
+  const int64_t first_unit = static_cast<int64_t>(blockIdx.x) * U;
+  const scalar_t* w_hh = static_cast<const scalar_t*>(p.w_hh);
+  for (int64_t i = threadIdx.x; i < G * U; i += blockDim.x) {
+    const int64_t unit = first_unit + i % U;
+    w_columns[i] = unit < H ? w_hh[(i / U) * H + unit] : scalar_t(0);
+  }
+  __syncthreads();
+  auto grid = cooperative_groups::this_grid();
+  for (int64_t s = 0; s < p.count; ++s) {
+    const RecurrentBackwardStep& step = p.steps[s];
+    const int64_t pointwise_rows = step.continuing.rows + step.starting.rows;
+    const int64_t rows = std::max(step.gemm_rows, pointwise_rows);
+    for (int64_t i = threadIdx.x; i < rows * U; i += blockDim.x) {
+      const int64_t row = i / U;
+      const int64_t u = i % U;
+      const int64_t j = first_unit + u;
+      if (j >= H) continue;
+      if (row < step.gemm_rows) {  // dL/dh_t = dgates_{next} W_hh for this unit
+        const scalar_t* grad_gates_next = static_cast<const scalar_t*>(step.grad_gates_next) +
+                                          row * G;
+        Compute grad_h = 0;
+        for (int64_t r = 0; r < G; ++r) {
+          grad_h += static_cast<Compute>(grad_gates_next[r]) *
+                    static_cast<Compute>(w_columns[r * U + u]);
+        }
+        static_cast<scalar_t*>(step.grad_h_state)[row * H + j] = static_cast<scalar_t>(grad_h);
+      }
+      if (row < step.continuing.rows) {
+        backward_units<scalar_t, ScalarLanes<scalar_t>>(step.continuing, row, j);
+      } else if (row < pointwise_rows) {
+        backward_units<scalar_t, ScalarLanes<scalar_t>>(step.starting,
+                                                        row - step.continuing.rows, j);
+      }
+    }
+    if (s + 1 < p.count) FUSEDLSTM_STEP_BARRIER(grid);
+  }
+}
+
+// Launches the persistent kernel of `params` (forward or backward) for `dtype` through the
+// device's cooperative launcher: launch(kernel, geometry, params) returns false when the launch
+// is refused (its blocks cannot all be resident).
+template <typename Launch>
+bool launch_persistent(const PersistentForwardParams& params, c10::ScalarType dtype,
+                       const PersistentGeometry& geometry, Launch&& launch) {
+  bool launched = false;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fusedlstm persistent", [&] {
+    launched = launch(&persistent_forward_kernel<scalar_t>, geometry, params);
+  });
+  return launched;
+}
+
+template <typename Launch>
+bool launch_persistent(const PersistentBackwardParams& params, c10::ScalarType dtype,
+                       const PersistentGeometry& geometry, Launch&& launch) {
+  bool launched = false;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fusedlstm persistent", [&] {
+    launched = launch(&persistent_backward_kernel<scalar_t>, geometry, params);
+  });
+  return launched;
+}
+
+}  // namespace fusedlstm::kernels
