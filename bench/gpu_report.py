@@ -1,6 +1,7 @@
-"""The quick GPU report of `make gpu-check`: fusedlstm vs nn.LSTM (cuDNN) on the main bench
-shapes, float32 with TF32 off and on, bfloat16; inference and training (forward + backward).
-Side by side in one process, interleaved rounds, medians. Writes bench/results/report-gpu.md.
+"""The quick GPU report of `make gpu-check`: fusedlstm's persistent kernel and its per-step path
+(the switch cuda.step) vs nn.LSTM (cuDNN) on the main bench shapes, float32 with TF32 off and
+on, bfloat16; inference and training (forward + backward). Side by side in one process,
+interleaved rounds, medians. Writes bench/results/report-gpu.md.
 
 Usage: python bench/gpu_report.py [--budget SECONDS_PER_CASE]
 """
@@ -16,8 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cases import MAIN_SHAPES, MODES, Case, build_runners, environment  # noqa: E402
 from timing import interleaved  # noqa: E402
 
+import fusedlstm  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
-IMPLS = ("fused", "nn")
+IMPLS = ("persistent", "per_step", "nn")
 # (label, dtype, TF32 allowed): cuDNN RNNs run with TF32 allowed by default, matmuls without.
 PRECISIONS = [("float32, TF32 off", torch.float32, False),
               ("float32, TF32 on", torch.float32, True),
@@ -34,18 +37,31 @@ def tf32(allowed: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
+def with_cuda_step(run, step: str):
+    """The runner with the switch cuda.step set around each call."""
+    def stepped():
+        with fusedlstm.backends.flags(cuda_step=step):
+            return run()
+    return stepped
+
+
 def measure(budget_s: float) -> list[dict]:
     rows = []
     for shape in MAIN_SHAPES:
         for label, dtype, allow_tf32 in PRECISIONS:
             for mode in MODES:
                 with tf32(allow_tf32):
-                    runners = build_runners(Case(shape, mode, "cuda", dtype), IMPLS)
+                    built = build_runners(Case(shape, mode, "cuda", dtype), ("fused", "nn"))
+                    runners = {"persistent": with_cuda_step(built["fused"], "persistent"),
+                               "per_step": with_cuda_step(built["fused"], "per_step"),
+                               "nn": built["nn"]}
                     times = interleaved(runners, "cuda", budget_s)
                 rows.append({"shape": shape, "precision": label, "mode": mode,
                              **{impl: times[impl]["median"] * 1e3 for impl in IMPLS}})
-                print(f"{shape.name:14s} {label:18s} {mode:9s} fused {rows[-1]['fused']:8.3f} ms"
-                      f"  cuDNN {rows[-1]['nn']:8.3f} ms", flush=True)
+                r = rows[-1]
+                print(f"{shape.name:14s} {label:18s} {mode:9s} persistent {r['persistent']:8.3f}"
+                      f" ms  per-step {r['per_step']:8.3f} ms  cuDNN {r['nn']:8.3f} ms",
+                      flush=True)
     return rows
 
 
@@ -54,14 +70,17 @@ def write(rows: list[dict], path: Path) -> None:
     lines = [
         "# GPU report (make gpu-check)", "",
         f"{env.get('gpu')}, torch {env['torch']}, cuDNN {env.get('cudnn')}. Medians of "
-        "interleaved rounds in one process; training is forward + backward.", "",
-        "| case | precision | mode | fusedlstm per-step ms | nn.LSTM (cuDNN) ms "
-        "| per-step / cuDNN |",
-        "|---|---|---|---:|---:|---:|",
+        "interleaved rounds in one process; training is forward + backward. `persistent`: "
+        "cuda.step=persistent, which runs the per-step path where a layer does not fit the "
+        "device (then the two columns agree).", "",
+        "| case | precision | mode | persistent ms | per-step ms | nn.LSTM (cuDNN) ms "
+        "| persistent / cuDNN | per-step / cuDNN |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r['shape'].name} — {r['shape'].label} | {r['precision']} | {r['mode']} "
-                     f"| {r['fused']:.3f} | {r['nn']:.3f} | {r['fused'] / r['nn']:.2f} |")
+                     f"| {r['persistent']:.3f} | {r['per_step']:.3f} | {r['nn']:.3f} "
+                     f"| {r['persistent'] / r['nn']:.2f} | {r['per_step'] / r['nn']:.2f} |")
     path.write_text("\n".join(lines) + "\n")
     print(f"wrote {path}")
 

@@ -45,19 +45,26 @@ def forward_and_backward(args, reverse):
     return [output, h_n, c_n, *grads[:6]]
 
 
+@pytest.mark.parametrize("step", ["per_step", "persistent"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("shape", [dict(steps=5, batch=1, input_size=3, hidden=7),
                                    dict(steps=6, batch=4, input_size=5, hidden=33),
                                    dict(steps=4, batch=3, input_size=2, hidden=5, packed=True)],
                          ids=["B1-H7", "B4-H33", "packed-H5"])
-def test_emulated_cuda_backend_matches_cpu_backend(shape, reverse, dtype, tol):
+def test_emulated_cuda_backend_matches_cpu_backend(shape, reverse, dtype, tol, step):
+    """Both CUDA time loops: per step (a pointwise launch per step, forward and backward) and
+    persistent (one cooperative launch forward, one backward)."""
     args = layer_inputs(dtype, **{"packed": False, **shape})
     cpu = forward_and_backward(args, reverse)
-    before = fusedlstm.simt.launches()
-    with fusedlstm.simt.emulated_cuda_kernels():
+    before = fusedlstm.simt.launches(), fusedlstm.simt.cooperative_launches()
+    with fusedlstm.simt.emulated_cuda_kernels(), fusedlstm.backends.flags(cuda_step=step):
         emulated = forward_and_backward(args, reverse)
-    assert fusedlstm.simt.launches() >= before + 2 * shape["steps"]  # a forward and a backward
+    if step == "per_step":
+        assert fusedlstm.simt.launches() >= before[0] + 2 * shape["steps"]
+        assert fusedlstm.simt.cooperative_launches() == before[1]
+    else:
+        assert fusedlstm.simt.cooperative_launches() == before[1] + 2
     for ours, theirs in zip(emulated, cpu, strict=True):  # per step
         torch.testing.assert_close(ours, theirs, atol=tol, rtol=tol)
 
