@@ -47,4 +47,6 @@ TORCH_LIBRARY(fusedlstm, m) {
   m.def("_emulated_launches() -> int", &fusedlstm::simt::emulated_launches);
   m.def("_emulated_cooperative_launches() -> int",
         &fusedlstm::simt::emulated_cooperative_launches);
+  m.def("_emulated_tensor_core_launches() -> int",
+        &fusedlstm::simt::emulated_tensor_core_launches);
 }

@@ -28,3 +28,8 @@ def launches() -> int:
 def cooperative_launches() -> int:
     """Emulated cooperative launches (the persistent kernels) so far in this process."""
     return torch.ops.fusedlstm._emulated_cooperative_launches()
+
+
+def tensor_core_launches() -> int:
+    """Of the emulated cooperative launches, those of the tensor-core (wmma) kernels."""
+    return torch.ops.fusedlstm._emulated_tensor_core_launches()

@@ -91,13 +91,19 @@ def test_per_step_and_refused_fallback_match_persistent(step):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-def test_persistent_dtypes_against_float64_nn(dtype):
-    ref, ours = make_pair(6, 12)
+@pytest.mark.parametrize("hidden,batch", [(12, 3), (40, 18)], ids=["H12-B3", "H40-B18"])
+def test_persistent_dtypes_against_float64_nn(dtype, hidden, batch):
+    """float16 / bfloat16 take the tensor-core kernels (emulated wmma; 18 rows: two row tiles),
+    float32 the FMA ones."""
+    ref, ours = make_pair(6, hidden)
     ours = ours.to(dtype)
-    x = torch.randn(5, 3, 6, dtype=torch.float64)
+    x = torch.randn(5, batch, 6, dtype=torch.float64)
     expected_outputs, expected_grads = run(ref, x, None)
+    tensor_core_before = simt.tensor_core_launches()
     outputs, grads, launches = run_emulated(ours, x.to(dtype), None, "persistent")
     assert launches == 2
+    half = dtype in (torch.bfloat16, torch.float16)
+    assert simt.tensor_core_launches() - tensor_core_before == (2 if half else 0)
     rel = REDUCED_TOL.get(dtype, 1e-4)
     for index, (a, e) in enumerate(zip(outputs + grads, expected_outputs + expected_grads,
                                        strict=True)):

@@ -64,8 +64,12 @@ int64_t CudaKernels::multiprocessors(c10::Device /*device*/) {
   return at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
 }
 
-int64_t CudaKernels::resident_blocks(c10::ScalarType dtype, bool backward, int threads,
-                                     size_t shared_bytes) {
+bool CudaKernels::has_tensor_cores(c10::Device /*device*/) {
+  return at::cuda::getCurrentDeviceProperties()->major >= 8;  // wmma on bfloat16: sm_80
+}
+
+int64_t CudaKernels::resident_blocks(c10::ScalarType dtype, bool backward, bool tensor_cores,
+                                     int threads, size_t shared_bytes) {
   const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
   if (!props->cooperativeLaunch || shared_bytes > props->sharedMemPerBlockOptin) return 0;
   int per_multiprocessor = 0;
@@ -76,9 +80,11 @@ int64_t CudaKernels::resident_blocks(c10::ScalarType dtype, bool backward, int t
           &per_multiprocessor, kernel, threads, shared_bytes));
     };
     if (backward) {
-      query(&kernels::persistent_backward_kernel<scalar_t>);
+      query(kernels::persistent_kernel_for<scalar_t>(kernels::PersistentBackwardParams{},
+                                                     tensor_cores));
     } else {
-      query(&kernels::persistent_forward_kernel<scalar_t>);
+      query(kernels::persistent_kernel_for<scalar_t>(kernels::PersistentForwardParams{},
+                                                     tensor_cores));
     }
   });
   return static_cast<int64_t>(per_multiprocessor) * props->multiProcessorCount;

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace fusedlstm::kernels {
 
@@ -122,25 +123,44 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
   }
 }
 
+}  // namespace fusedlstm::kernels
+
+#include "persistent_tc_kernels.cuh"
+
+namespace fusedlstm::kernels {
+
+template <typename scalar_t>
+constexpr bool kHalfPrecision =
+    std::is_same_v<scalar_t, c10::Half> || std::is_same_v<scalar_t, c10::BFloat16>;
+
+// The kernel of `params` (forward or backward) for scalar_t: the tensor-core one where the
+// geometry says so (float16 / bfloat16 only), else the FMA one.
+template <typename scalar_t>
+auto persistent_kernel_for(const PersistentForwardParams&, bool tensor_cores) {
+  if constexpr (kHalfPrecision<scalar_t>) {
+    if (tensor_cores) return &persistent_forward_tc_kernel<scalar_t>;
+  }
+  return &persistent_forward_kernel<scalar_t>;
+}
+
+template <typename scalar_t>
+auto persistent_kernel_for(const PersistentBackwardParams&, bool tensor_cores) {
+  if constexpr (kHalfPrecision<scalar_t>) {
+    if (tensor_cores) return &persistent_backward_tc_kernel<scalar_t>;
+  }
+  return &persistent_backward_kernel<scalar_t>;
+}
+
 // Launches the persistent kernel of `params` (forward or backward) for `dtype` through the
 // device's cooperative launcher: launch(kernel, geometry, params) returns false when the launch
 // is refused (its blocks cannot all be resident).
-template <typename Launch>
-bool launch_persistent(const PersistentForwardParams& params, c10::ScalarType dtype,
+template <typename Params, typename Launch>
+bool launch_persistent(const Params& params, c10::ScalarType dtype,
                        const PersistentGeometry& geometry, Launch&& launch) {
   bool launched = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fusedlstm persistent", [&] {
-    launched = launch(&persistent_forward_kernel<scalar_t>, geometry, params);
-  });
-  return launched;
-}
-
-template <typename Launch>
-bool launch_persistent(const PersistentBackwardParams& params, c10::ScalarType dtype,
-                       const PersistentGeometry& geometry, Launch&& launch) {
-  bool launched = false;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fusedlstm persistent", [&] {
-    launched = launch(&persistent_backward_kernel<scalar_t>, geometry, params);
+    launched = launch(persistent_kernel_for<scalar_t>(params, geometry.tensor_cores), geometry,
+                      params);
   });
   return launched;
 }

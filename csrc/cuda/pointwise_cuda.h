@@ -18,8 +18,9 @@ struct CudaKernels {
   // a launch may be made now (not while the stream captures a CUDA graph), and the cooperative
   // launch itself (false when the device refuses it).
   static int64_t multiprocessors(c10::Device device);
-  static int64_t resident_blocks(c10::ScalarType dtype, bool backward, int threads,
-                                 size_t shared_bytes);
+  static bool has_tensor_cores(c10::Device device);
+  static int64_t resident_blocks(c10::ScalarType dtype, bool backward, bool tensor_cores,
+                                 int threads, size_t shared_bytes);
   static bool can_launch_persistent(c10::Device device);
   static bool launch(const kernels::PersistentForwardParams& params, c10::ScalarType dtype,
                      const kernels::PersistentGeometry& geometry);

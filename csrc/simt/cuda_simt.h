@@ -16,8 +16,9 @@ struct SimtKernels {
 
   // The persistent kernels on the emulation (as CudaKernels; persistent_simt.cpp).
   static int64_t multiprocessors(c10::Device device);
-  static int64_t resident_blocks(c10::ScalarType dtype, bool backward, int threads,
-                                 size_t shared_bytes);
+  static bool has_tensor_cores(c10::Device device);
+  static int64_t resident_blocks(c10::ScalarType dtype, bool backward, bool tensor_cores,
+                                 int threads, size_t shared_bytes);
   static bool can_launch_persistent(c10::Device device);
   static bool launch(const kernels::PersistentForwardParams& params, c10::ScalarType dtype,
                      const kernels::PersistentGeometry& geometry);
@@ -27,6 +28,8 @@ struct SimtKernels {
 
 // Cooperative (persistent-kernel) launches so far in this process, emulated.
 int64_t emulated_cooperative_launches();
+// Of those, the tensor-core (wmma) kernels'.
+int64_t emulated_tensor_core_launches();
 
 using CudaSimtBackend = KernelBackend<SimtKernels>;
 

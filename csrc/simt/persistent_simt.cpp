@@ -21,6 +21,7 @@ constexpr int64_t kEmulatedMultiprocessors = 8;
 constexpr size_t kEmulatedSharedBytes = 227 * 1024;
 
 std::atomic<int64_t> cooperative_launches{0};
+std::atomic<int64_t> tensor_core_launches{0};
 
 struct EmulatedCooperativeLaunch {
   template <typename Params>
@@ -34,6 +35,9 @@ struct EmulatedCooperativeLaunch {
       TORCH_CHECK(false, error.what());
     }
     if (launched) cooperative_launches.fetch_add(1, std::memory_order_relaxed);
+    if (launched && geometry.tensor_cores) {
+      tensor_core_launches.fetch_add(1, std::memory_order_relaxed);
+    }
     return launched;
   }
 };
@@ -42,8 +46,10 @@ struct EmulatedCooperativeLaunch {
 
 int64_t SimtKernels::multiprocessors(c10::Device /*device*/) { return kEmulatedMultiprocessors; }
 
-int64_t SimtKernels::resident_blocks(c10::ScalarType /*dtype*/, bool /*backward*/, int threads,
-                                     size_t shared_bytes) {
+bool SimtKernels::has_tensor_cores(c10::Device /*device*/) { return true; }
+
+int64_t SimtKernels::resident_blocks(c10::ScalarType /*dtype*/, bool /*backward*/,
+                                     bool /*tensor_cores*/, int threads, size_t shared_bytes) {
   if (shared_bytes > kEmulatedSharedBytes) return 0;
   return max_cooperative_threads() / threads;
 }
@@ -62,6 +68,10 @@ bool SimtKernels::launch(const kernels::PersistentBackwardParams& params, c10::S
 
 int64_t emulated_cooperative_launches() {
   return cooperative_launches.load(std::memory_order_relaxed);
+}
+
+int64_t emulated_tensor_core_launches() {
+  return tensor_core_launches.load(std::memory_order_relaxed);
 }
 
 }  // namespace fusedlstm::simt

@@ -201,134 +201,173 @@ void test_pointwise_kernels(int64_t rows, int64_t hidden, c10::ScalarType dtype)
 
 #if FUSEDLSTM_SIMT_PLANT == 0 || FUSEDLSTM_SIMT_PLANT == 3
 
-std::vector<float> scaled_ramp(size_t n, float scale) {
-  auto values = ramp(n, scale);
-  for (float& v : values) v /= 11.0f;
+template <typename T>
+std::vector<T> scaled_ramp(size_t n, float scale) {
+  std::vector<T> values;
+  for (float v : ramp(n, scale)) values.push_back(static_cast<T>(v / 11.0f));
   return values;
 }
 
-template <typename Params>
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// How a persistent test runs its steps: the same per-unit code on this thread, or a kernel.
+enum class Run { kSequential, kFmaKernel, kTensorCoreKernel };
+
+template <typename T, typename Params>
 bool launch_persistent_emulated(const Params& params, int64_t hidden, int64_t columns,
-                                int64_t rows, int64_t slots) {
+                                int64_t rows, int64_t slots, bool tensor_cores) {
+  using fusedlstm::kernels::PersistentForwardParams;
   const auto geometry =
-      fusedlstm::kernels::persistent_geometry(hidden, columns, rows, slots, sizeof(float));
+      std::is_same_v<Params, PersistentForwardParams>
+          ? fusedlstm::kernels::persistent_forward_geometry(hidden, columns, rows, slots,
+                                                            sizeof(T), tensor_cores)
+          : fusedlstm::kernels::persistent_backward_geometry(hidden, rows, slots, sizeof(T),
+                                                             tensor_cores);
   Params with_units = params;
   with_units.units_per_block = geometry.units_per_block;
+  with_units.max_rows = rows;
   return fusedlstm::kernels::launch_persistent(
-      with_units, c10::kFloat, geometry, [](auto kernel, const auto& g, const auto& p) {
+      with_units, c10::CppTypeToScalarType<T>::value, geometry,
+      [](auto kernel, const auto& g, const auto& p) {
         return launch_cooperative(kernel, dim3(g.blocks), dim3(g.threads), g.shared_bytes, p);
       });
 }
 
-// The persistent forward kernel over `steps` steps of a (rows, hidden) layer in `slots` blocks,
-// emulated, against the same per-unit code run step after step on this thread (the recurrent
-// sums in the kernel's order): equal bit for bit, so every step saw the whole h_{t-1}.
-void test_persistent_forward(int64_t steps, int64_t rows, int64_t hidden, int64_t slots) {
+// The persistent forward over `steps` steps of a (rows, hidden) layer in `slots` blocks; returns
+// the gates, c and every step's h.
+template <typename T>
+std::vector<std::vector<T>> persistent_forward(Run how, int64_t steps, int64_t rows,
+                                               int64_t hidden, int64_t slots) {
   using fusedlstm::PointwiseForwardArgs;
   using fusedlstm::RecurrentStep;
   const int64_t G = 4 * hidden;
-  const auto w_hh = scaled_ramp(G * hidden, 0.5f);
-  const auto preact = scaled_ramp(steps * rows * G, 1.0f);
-  const auto c0 = scaled_ramp(rows * hidden, 0.7f);
-  const auto h0 = scaled_ramp(rows * hidden, 0.3f);
-  std::vector<std::vector<float>> gates(2, preact), c(2, c0),
-      out(2, std::vector<float>(steps * rows * hidden));
-  for (int run = 0; run < 2; ++run) {
-    std::vector<RecurrentStep> list;
-    for (int64_t t = 0; t < steps; ++t) {
-      float* step_gates = gates[run].data() + t * rows * G;
-      const PointwiseForwardArgs args{c10::kFloat, rows, hidden, step_gates, nullptr,
-                                      step_gates, c[run].data(), c[run].data(), nullptr,
-                                      out[run].data() + t * rows * hidden, hidden, nullptr, 0};
-      list.push_back({args, t ? out[run].data() + (t - 1) * rows * hidden : nullptr, hidden,
-                      t ? rows : 0, h0.data(), hidden});
-    }
-    if (run == 0) {
-      const fusedlstm::kernels::PersistentForwardParams params{list.data(), steps, w_hh.data(),
-                                                               hidden, hidden, 0};
-      check(launch_persistent_emulated(params, hidden, hidden, rows, slots),
-            "persistent forward launched");
-      continue;
-    }
-    for (const RecurrentStep& step : list) {
-      for (int64_t row = 0; row < rows; ++row) {
-        const float* h_prev = (row < step.continuing ? static_cast<const float*>(step.h_prev)
-                                                     : h0.data()) + row * hidden;
-        for (int64_t j = 0; j < hidden; ++j) {
-          float recurrent[4] = {0, 0, 0, 0};
-          for (int64_t k = 0; k < hidden; ++k) {
-            for (int gate = 0; gate < 4; ++gate) {
-              recurrent[gate] += h_prev[k] * w_hh[(gate * hidden + j) * hidden + k];
-            }
+  const auto w_hh = scaled_ramp<T>(G * hidden, 0.5f);
+  const auto h0 = scaled_ramp<T>(rows * hidden, 0.3f);
+  auto gates = scaled_ramp<T>(steps * rows * G, 1.0f);
+  auto c = scaled_ramp<T>(rows * hidden, 0.7f);
+  std::vector<T> out(steps * rows * hidden);
+  std::vector<RecurrentStep> list;
+  for (int64_t t = 0; t < steps; ++t) {
+    T* step_gates = gates.data() + t * rows * G;
+    const PointwiseForwardArgs args{c10::CppTypeToScalarType<T>::value, rows, hidden,
+                                    step_gates, nullptr, step_gates, c.data(), c.data(), nullptr,
+                                    out.data() + t * rows * hidden, hidden, nullptr, 0};
+    list.push_back({args, t ? out.data() + (t - 1) * rows * hidden : nullptr, hidden,
+                    t ? rows : 0, h0.data(), hidden});
+  }
+  if (how != Run::kSequential) {
+    const fusedlstm::kernels::PersistentForwardParams params{list.data(), steps, w_hh.data(),
+                                                             hidden, hidden, 0, rows};
+    check(launch_persistent_emulated<T>(params, hidden, hidden, rows, slots,
+                                        how == Run::kTensorCoreKernel),
+          "persistent forward launched");
+    return {gates, c, out};
+  }
+  for (const RecurrentStep& step : list) {
+    for (int64_t row = 0; row < rows; ++row) {
+      const T* h_prev = (row < step.continuing ? static_cast<const T*>(step.h_prev) : h0.data()) +
+                        row * hidden;
+      for (int64_t j = 0; j < hidden; ++j) {
+        float recurrent[4] = {0, 0, 0, 0};
+        for (int64_t k = 0; k < hidden; ++k) {
+          for (int gate = 0; gate < 4; ++gate) {
+            recurrent[gate] += static_cast<float>(h_prev[k]) *
+                               static_cast<float>(w_hh[(gate * hidden + j) * hidden + k]);
           }
-          fusedlstm::forward_units_adding<float, fusedlstm::ScalarLanes<float>>(
-              step.pointwise, row, j, recurrent);
         }
+        fusedlstm::forward_units_adding<T, fusedlstm::ScalarLanes<T>>(step.pointwise, row, j,
+                                                                      recurrent);
       }
     }
   }
-  check(gates[0] == gates[1] && c[0] == c[1] && out[0] == out[1],
-        "persistent forward steps " + std::to_string(steps) + " rows " + std::to_string(rows) +
-            " hidden " + std::to_string(hidden) + " blocks " + std::to_string(slots));
+  return {gates, c, out};
 }
 
-// The persistent backward kernel the same way: dL/dh_t from the later step's gate gradients,
-// then each unit's pointwise backward, and a last step that only carries dL/dh into h0.
-void test_persistent_backward(int64_t steps, int64_t rows, int64_t hidden, int64_t slots) {
+// The persistent backward the same way: dL/dh_t from the later step's gate gradients, then each
+// unit's pointwise backward, and a last step that only carries dL/dh into h0. Returns the gate
+// gradients, dL/dh and dL/dc.
+template <typename T>
+std::vector<std::vector<T>> persistent_backward(Run how, int64_t steps, int64_t rows,
+                                                int64_t hidden, int64_t slots) {
   using fusedlstm::PointwiseBackwardArgs;
   using fusedlstm::RecurrentBackwardStep;
+  const auto dtype = c10::CppTypeToScalarType<T>::value;
   const int64_t G = 4 * hidden;
   const int64_t units = rows * hidden;
-  const auto w_hh = scaled_ramp(G * hidden, 0.5f);
-  const auto saved_gates = scaled_ramp(steps * rows * G, 0.9f);
-  const auto cells = scaled_ramp(steps * units, 0.6f);
-  const auto c0 = scaled_ramp(units, 0.4f);
-  const auto grad_out = scaled_ramp(steps * units, 0.8f);
-  std::vector<std::vector<float>> grad_gates(2, std::vector<float>(steps * rows * G)),
-      grad_h(2, scaled_ramp(units, 0.2f)), grad_c(2, scaled_ramp(units, 0.3f));
-  for (int run = 0; run < 2; ++run) {
-    std::vector<RecurrentBackwardStep> list;
-    for (int64_t t = steps - 1; t >= 0; --t) {  // latest first
-      const PointwiseBackwardArgs args{
-          c10::kFloat, rows, hidden, grad_out.data() + t * units, hidden,
-          grad_h[run].data(), hidden, grad_c[run].data(), grad_c[run].data(),
-          saved_gates.data() + t * rows * G, cells.data() + t * units,
-          t ? cells.data() + (t - 1) * units : c0.data(), grad_gates[run].data() + t * rows * G};
-      const PointwiseBackwardArgs no_rows{c10::kFloat, 0, hidden};
-      list.push_back({t + 1 < steps ? grad_gates[run].data() + (t + 1) * rows * G : nullptr,
-                      t + 1 < steps ? rows : 0, grad_h[run].data(), args, no_rows});
-    }
-    const PointwiseBackwardArgs no_rows{c10::kFloat, 0, hidden};
-    list.push_back({grad_gates[run].data(), rows, grad_h[run].data(), no_rows, no_rows});
-    if (run == 0) {
-      const fusedlstm::kernels::PersistentBackwardParams params{
-          list.data(), static_cast<int64_t>(list.size()), w_hh.data(), hidden, 0};
-      check(launch_persistent_emulated(params, hidden, hidden, rows, slots),
-            "persistent backward launched");
-      continue;
-    }
-    for (const RecurrentBackwardStep& step : list) {
-      for (int64_t row = 0; row < step.gemm_rows; ++row) {
-        for (int64_t j = 0; j < hidden; ++j) {
-          float sum = 0;
-          for (int64_t r = 0; r < G; ++r) {
-            sum += static_cast<const float*>(step.grad_gates_next)[row * G + r] *
-                   w_hh[r * hidden + j];
-          }
-          static_cast<float*>(step.grad_h_state)[row * hidden + j] = sum;
+  const auto w_hh = scaled_ramp<T>(G * hidden, 0.5f);
+  const auto saved_gates = scaled_ramp<T>(steps * rows * G, 0.9f);
+  const auto cells = scaled_ramp<T>(steps * units, 0.6f);
+  const auto c0 = scaled_ramp<T>(units, 0.4f);
+  const auto grad_out = scaled_ramp<T>(steps * units, 0.8f);
+  std::vector<T> grad_gates(steps * rows * G);
+  auto grad_h = scaled_ramp<T>(units, 0.2f);
+  auto grad_c = scaled_ramp<T>(units, 0.3f);
+  const PointwiseBackwardArgs no_rows{dtype, 0, hidden};
+  std::vector<RecurrentBackwardStep> list;
+  for (int64_t t = steps - 1; t >= 0; --t) {  // latest first
+    const PointwiseBackwardArgs args{
+        dtype, rows, hidden, grad_out.data() + t * units, hidden, grad_h.data(), hidden,
+        grad_c.data(), grad_c.data(), saved_gates.data() + t * rows * G, cells.data() + t * units,
+        t ? cells.data() + (t - 1) * units : c0.data(), grad_gates.data() + t * rows * G};
+    list.push_back({t + 1 < steps ? grad_gates.data() + (t + 1) * rows * G : nullptr,
+                    t + 1 < steps ? rows : 0, grad_h.data(), args, no_rows});
+  }
+  list.push_back({grad_gates.data(), rows, grad_h.data(), no_rows, no_rows});
+  if (how != Run::kSequential) {
+    const fusedlstm::kernels::PersistentBackwardParams params{
+        list.data(), static_cast<int64_t>(list.size()), w_hh.data(), hidden, 0, rows};
+    check(launch_persistent_emulated<T>(params, hidden, hidden, rows, slots,
+                                        how == Run::kTensorCoreKernel),
+          "persistent backward launched");
+    return {grad_gates, grad_h, grad_c};
+  }
+  for (const RecurrentBackwardStep& step : list) {
+    for (int64_t row = 0; row < step.gemm_rows; ++row) {
+      for (int64_t j = 0; j < hidden; ++j) {
+        float sum = 0;
+        for (int64_t r = 0; r < G; ++r) {
+          sum += static_cast<float>(static_cast<const T*>(step.grad_gates_next)[row * G + r]) *
+                 static_cast<float>(w_hh[r * hidden + j]);
         }
+        static_cast<T*>(step.grad_h_state)[row * hidden + j] = static_cast<T>(sum);
       }
-      for (int64_t row = 0; row < step.continuing.rows; ++row) {
-        for (int64_t j = 0; j < hidden; ++j) {
-          fusedlstm::backward_units<float, fusedlstm::ScalarLanes<float>>(step.continuing, row,
-                                                                           j);
-        }
+    }
+    for (int64_t row = 0; row < step.continuing.rows; ++row) {
+      for (int64_t j = 0; j < hidden; ++j) {
+        fusedlstm::backward_units<T, fusedlstm::ScalarLanes<T>>(step.continuing, row, j);
       }
     }
   }
-  check(grad_gates[0] == grad_gates[1] && grad_h[0] == grad_h[1] && grad_c[0] == grad_c[1],
-        "persistent backward steps " + std::to_string(steps) + " rows " +
-            std::to_string(rows) + " hidden " + std::to_string(hidden));
+  return {grad_gates, grad_h, grad_c};
+}
+
+// A kernel against the same per-unit code run step after step on this thread, in the kernel's
+// summation order: equal bit for bit, so every step saw the whole h_{t-1} (or dgates_{t+1}).
+// The tensor-core kernels on the emulated wmma sum in the same order, so they are bit-equal too.
+template <typename T>
+void test_persistent(Run how, int64_t steps, int64_t rows, int64_t hidden, int64_t slots) {
+  const std::string name = std::string(how == Run::kTensorCoreKernel ? "tensor-core " : "") +
+                           c10::toString(c10::CppTypeToScalarType<T>::value) + " steps " +
+                           std::to_string(steps) + " rows " + std::to_string(rows) +
+                           " hidden " + std::to_string(hidden) + " blocks " +
+                           std::to_string(slots);
+  const auto forward = persistent_forward<T>(how, steps, rows, hidden, slots);
+  const auto forward_reference = persistent_forward<T>(Run::kSequential, steps, rows, hidden,
+                                                       slots);
+  bool equal = true;
+  for (size_t i = 0; i < forward.size(); ++i) equal &= same_bits(forward[i], forward_reference[i]);
+  check(equal, "persistent forward " + name);
+  const auto backward = persistent_backward<T>(how, steps, rows, hidden, slots);
+  const auto backward_reference = persistent_backward<T>(Run::kSequential, steps, rows, hidden,
+                                                         slots);
+  equal = true;
+  for (size_t i = 0; i < backward.size(); ++i) {
+    equal &= same_bits(backward[i], backward_reference[i]);
+  }
+  check(equal, "persistent backward " + name);
 }
 
 #endif
@@ -365,11 +404,17 @@ int main() {
       [] { test_pointwise_kernels<c10::BFloat16>(3, 37, c10::kBFloat16); });
 #endif
 #if FUSEDLSTM_SIMT_PLANT == 0 || FUSEDLSTM_SIMT_PLANT == 3
-  run("persistent forward kernel", [] {
-    test_persistent_forward(4, 3, 13, 4);
-    test_persistent_forward(3, 1, 8, 8);  // one unit per block
+  run("persistent kernels float32", [] {
+    test_persistent<float>(Run::kFmaKernel, 4, 3, 13, 4);
+    test_persistent<float>(Run::kFmaKernel, 3, 1, 8, 8);  // one unit per block
   });
-  run("persistent backward kernel", [] { test_persistent_backward(4, 3, 13, 4); });
+  run("persistent kernels bfloat16", [] {
+    test_persistent<c10::BFloat16>(Run::kFmaKernel, 3, 3, 13, 4);
+  });
+  run("persistent kernels on tensor cores (emulated wmma)", [] {
+    test_persistent<c10::Half>(Run::kTensorCoreKernel, 3, 3, 13, 4);
+    test_persistent<c10::BFloat16>(Run::kTensorCoreKernel, 3, 17, 70, 2);  // 2 row tiles, 2 chunks
+  });
 #endif
   std::printf("%d passed, %d failed\n", passes, failures);
   return failures == 0 ? 0 : 1;

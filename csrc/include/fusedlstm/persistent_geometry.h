@@ -2,6 +2,8 @@
 // deals hidden units to blocks, and the kernels' parameters. Plain C++, no device code.
 #pragma once
 
+#include <c10/macros/Macros.h>
+
 #include <fusedlstm/pointwise.h>
 
 #include <algorithm>
@@ -17,20 +19,66 @@ struct PersistentGeometry {
   int64_t units_per_block = 0;  // U
   int blocks = 0;
   int threads = 0;
-  size_t shared_bytes = 0;  // the block's slice of W_hh: 4 U K elements
+  size_t shared_bytes = 0;
+  bool tensor_cores = false;  // the float16 / bfloat16 kernels on nvcuda::wmma tiles
 };
 
-// One block per resident slot (`resident_blocks`, the device's co-residency for one block per
-// multiprocessor) with ceil(H / slots) units each; threads cover max_rows x U pairs, up to 256.
-inline PersistentGeometry persistent_geometry(int64_t hidden, int64_t columns, int64_t max_rows,
-                                              int64_t resident_blocks, size_t element_size) {
+constexpr int64_t kTile = 16;             // wmma m16n16k16
+constexpr int64_t kBackwardChunk = 256;   // gate columns of dL/dgates staged per pass
+
+C10_HOST_DEVICE constexpr int64_t round_up(int64_t n, int64_t multiple) {
+  return (n + multiple - 1) / multiple * multiple;
+}
+
+// One block per resident slot (`resident_blocks`: one per multiprocessor) with ceil(H / slots)
+// units each; threads cover max_rows x U pairs, up to 256, at least a warp.
+inline PersistentGeometry deal_units(int64_t hidden, int64_t max_rows, int64_t resident_blocks) {
   PersistentGeometry g;
   g.units_per_block = (hidden + resident_blocks - 1) / std::max<int64_t>(1, resident_blocks);
   g.blocks = static_cast<int>((hidden + g.units_per_block - 1) / g.units_per_block);
   const int64_t pairs = std::max<int64_t>(1, max_rows) * g.units_per_block;
   g.threads = static_cast<int>(std::clamp<int64_t>((pairs + 31) / 32 * 32, 32,
                                                    kPersistentMaxThreads));
-  g.shared_bytes = static_cast<size_t>(4 * g.units_per_block * columns) * element_size;
+  return g;
+}
+
+// The forward's shared memory. FMA kernel: the block's slice of W_hh, 4 U K elements.
+// Tensor cores: float tiles of the recurrent products (M x N), the slice (N x K) and the step's
+// h_{t-1} rows (M x K), every side padded to 16 (M rows, N = 4U gate rows, K columns).
+inline PersistentGeometry persistent_forward_geometry(int64_t hidden, int64_t columns,
+                                                      int64_t max_rows, int64_t resident_blocks,
+                                                      size_t element_size, bool tensor_cores) {
+  PersistentGeometry g = deal_units(hidden, max_rows, resident_blocks);
+  g.tensor_cores = tensor_cores;
+  const int64_t U = g.units_per_block;
+  if (!tensor_cores) {
+    g.shared_bytes = static_cast<size_t>(4 * U * columns) * element_size;
+    return g;
+  }
+  const int64_t M = round_up(max_rows, kTile), N = round_up(4 * U, kTile);
+  const int64_t K = round_up(columns, kTile);
+  g.shared_bytes = static_cast<size_t>(4 * M * N) +
+                   static_cast<size_t>(N * K + M * K) * element_size;
+  return g;
+}
+
+// The backward's. FMA kernel: W_hh's columns of the slice, 4H U elements. Tensor cores: float
+// tiles of dL/dh (M x N, N = U padded), the columns (N x 4H) and a chunk of the later step's
+// gate gradients (M x kBackwardChunk).
+inline PersistentGeometry persistent_backward_geometry(int64_t hidden, int64_t max_rows,
+                                                       int64_t resident_blocks,
+                                                       size_t element_size, bool tensor_cores) {
+  PersistentGeometry g = deal_units(hidden, max_rows, resident_blocks);
+  g.tensor_cores = tensor_cores;
+  const int64_t U = g.units_per_block;
+  if (!tensor_cores) {
+    g.shared_bytes = static_cast<size_t>(4 * hidden * U) * element_size;
+    return g;
+  }
+  const int64_t M = round_up(max_rows, kTile), N = round_up(U, kTile);
+  const int64_t K = round_up(4 * hidden, kTile);
+  g.shared_bytes = static_cast<size_t>(4 * M * N) +
+                   static_cast<size_t>(N * K + M * std::min(K, kBackwardChunk)) * element_size;
   return g;
 }
 
@@ -41,6 +89,7 @@ struct PersistentForwardParams {
   int64_t hidden;
   int64_t columns;
   int64_t units_per_block;
+  int64_t max_rows;  // the most rows of any step (the tensor-core tiles' M)
 };
 
 struct PersistentBackwardParams {
@@ -49,6 +98,7 @@ struct PersistentBackwardParams {
   const void* w_hh;  // (4H, H) row-major (no projection)
   int64_t hidden;
   int64_t units_per_block;
+  int64_t max_rows;
 };
 
 }  // namespace fusedlstm::kernels

@@ -8,7 +8,8 @@
 // at a time (a GEMM and the pointwise kernel each), so a grid barrier is never waited on by a
 // grid that is not all there.
 //
-// Kernels provides: multiprocessors(); resident_blocks(dtype, backward, threads, shared_bytes);
+// Kernels provides: multiprocessors(); has_tensor_cores(device) (wmma for float16 / bfloat16);
+// resident_blocks(dtype, backward, tensor_cores, threads, shared_bytes);
 // can_launch_persistent(device) (false while a CUDA graph is captured); forward / backward
 // (the pointwise kernels); launch(params, dtype, geometry) for both params, false if refused.
 #pragma once
@@ -34,6 +35,7 @@ class PersistentStep {
       : w_hh_(w_hh.contiguous()),
         hidden_(w_hh.size(0) / 4),
         columns_(w_hh.size(1)),
+        max_rows_(max_rows),
         mode_(switch_value(Switch::kCudaStep)),
         active_(calls > 0 && chosen(max_rows)) {}
   PersistentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
@@ -49,14 +51,14 @@ class PersistentStep {
 
   void forward_steps(const RecurrentStep* steps, int64_t count) const {
     const kernels::PersistentForwardParams params{steps, count, w_hh_.const_data_ptr(), hidden_,
-                                                  columns_, forward_.units_per_block};
+                                                  columns_, forward_.units_per_block, max_rows_};
     if (launched(params, forward_)) return;
     for (int64_t s = 0; s < count; ++s) forward_step_by_step(steps[s]);
   }
 
   void backward_steps(const RecurrentBackwardStep* steps, int64_t count) const {
     const kernels::PersistentBackwardParams params{steps, count, w_hh_.const_data_ptr(), hidden_,
-                                                   backward_.units_per_block};
+                                                   backward_.units_per_block, max_rows_};
     if (launched(params, backward_)) return;
     for (int64_t s = 0; s < count; ++s) backward_step_by_step(steps[s]);
   }
@@ -70,14 +72,22 @@ class PersistentStep {
     if (mode_ == kAuto && max_rows > 2 * kernels::kPersistentMaxThreads) return false;
     const int64_t slots = Kernels::multiprocessors(w_hh_.device());
     const size_t elem = w_hh_.element_size();
-    forward_ = kernels::persistent_geometry(hidden_, columns_, max_rows, slots, elem);
-    backward_ = kernels::persistent_geometry(hidden_, hidden_, max_rows, slots, elem);
-    return fits(forward_, false) && (columns_ != hidden_ || fits(backward_, true));
+    // float16 / bfloat16: tensor cores where the device has them and the tiles fit, else FMA
+    const bool half = w_hh_.scalar_type() == at::kHalf || w_hh_.scalar_type() == at::kBFloat16;
+    for (const bool tensor_cores : {true, false}) {
+      if (tensor_cores && !(half && Kernels::has_tensor_cores(w_hh_.device()))) continue;
+      forward_ = kernels::persistent_forward_geometry(hidden_, columns_, max_rows, slots, elem,
+                                                      tensor_cores);
+      backward_ = kernels::persistent_backward_geometry(hidden_, max_rows, slots, elem,
+                                                        tensor_cores);
+      if (fits(forward_, false) && (columns_ != hidden_ || fits(backward_, true))) return true;
+    }
+    return false;
   }
 
   bool fits(const kernels::PersistentGeometry& g, bool backward) const {
-    return Kernels::resident_blocks(w_hh_.scalar_type(), backward, g.threads, g.shared_bytes) >=
-           g.blocks;
+    return Kernels::resident_blocks(w_hh_.scalar_type(), backward, g.tensor_cores, g.threads,
+                                    g.shared_bytes) >= g.blocks;
   }
 
   template <class Params>
@@ -126,6 +136,7 @@ class PersistentStep {
   const at::Tensor w_hh_;
   const int64_t hidden_;
   const int64_t columns_;
+  const int64_t max_rows_;
   const int64_t mode_;
   kernels::PersistentGeometry forward_;
   kernels::PersistentGeometry backward_;
