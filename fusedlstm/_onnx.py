@@ -65,9 +65,9 @@ def _lstm_node(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):
     )
 
 
-def layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse):
-    """fusedlstm::lstm_layer's (output, h_n, c_n) as an ONNX LSTM node."""
-    check_exportable(w_hr, batch_sizes)  # the caller checked already; kept for direct callers
+def layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse):
+    """fusedlstm::lstm_layer's (output, h_n, c_n) as an ONNX LSTM node (after check_exportable:
+    no projection, padded input)."""
     y, y_h, y_c = _lstm_node(input, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse)
     return y.squeeze(1), y_h.squeeze(0), y_c.squeeze(0)
 

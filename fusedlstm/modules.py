@@ -172,17 +172,20 @@ class LSTMCell(nn.RNNCellBase):
         return h, c
 
 
-def _convert(module: nn.Module) -> nn.Module:
-    """A fusedlstm module holding the very same Parameter objects (so optimizers keep working)."""
-    if isinstance(module, nn.LSTM):
-        new = LSTM(
+def _rebuild(module: nn.Module, lstm_from: type, cell_from: type, lstm_to: type,
+             cell_to: type) -> nn.Module:
+    """The `lstm_to` / `cell_to` module that a `lstm_from` / `cell_from` module stands for,
+    holding the very same Parameter objects (so optimizers keep working); other modules as they
+    are."""
+    if isinstance(module, lstm_from):
+        new = lstm_to(
             module.input_size, module.hidden_size, module.num_layers, module.bias,
             module.batch_first, module.dropout, module.bidirectional, module.proj_size,
             device="meta",
         )
         names = module._flat_weights_names
-    elif isinstance(module, nn.LSTMCell):
-        new = LSTMCell(module.input_size, module.hidden_size, module.bias, device="meta")
+    elif isinstance(module, cell_from):
+        new = cell_to(module.input_size, module.hidden_size, module.bias, device="meta")
         names = [name for name, _ in module.named_parameters(recurse=False)]
     else:
         return module
@@ -190,26 +193,14 @@ def _convert(module: nn.Module) -> nn.Module:
         setattr(new, name, getattr(module, name))
     new.train(module.training)
     return new
+
+
+def _convert(module: nn.Module) -> nn.Module:
+    return _rebuild(module, nn.LSTM, nn.LSTMCell, LSTM, LSTMCell)
 
 
 def _restore(module: nn.Module) -> nn.Module:
-    """The torch.nn module a fusedlstm module stands for, holding the same Parameter objects."""
-    if isinstance(module, LSTM):
-        new = nn.LSTM(
-            module.input_size, module.hidden_size, module.num_layers, module.bias,
-            module.batch_first, module.dropout, module.bidirectional, module.proj_size,
-            device="meta",
-        )
-        names = module._flat_weights_names
-    elif isinstance(module, LSTMCell):
-        new = nn.LSTMCell(module.input_size, module.hidden_size, module.bias, device="meta")
-        names = [name for name, _ in module.named_parameters(recurse=False)]
-    else:
-        return module
-    for name in names:
-        setattr(new, name, getattr(module, name))
-    new.train(module.training)
-    return new
+    return _rebuild(module, LSTM, LSTMCell, nn.LSTM, nn.LSTMCell)
 
 
 def _swap_all(model: nn.Module, convert) -> nn.Module:

@@ -267,9 +267,8 @@ def lstm_layer(
     """
     if _onnx.exporting():
         _onnx.check_exportable(w_hr, batch_sizes)  # refused by both exporters, before tracing
-        if _onnx.exporting_with_dynamo():
-            return _onnx.layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
-                               reverse)
+        if not torch.jit.is_tracing():  # the default exporter (TorchScript's uses symbolics)
+            return _onnx.layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
     train = needs_backward(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     call = _functorch.LayerFunction.apply if _functorch.transforms_active() else _layer_op
     output, h_n, c_n, _, _ = call(
