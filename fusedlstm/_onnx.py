@@ -12,6 +12,7 @@ import sys
 
 import torch
 from torch import Tensor
+from torch.onnx import symbolic_helper
 
 _OPSET = 9  # LSTM is in every opset the TorchScript exporter supports; 9 covers all of them
 
@@ -102,8 +103,6 @@ def exporting_with_dynamo() -> bool:
 
 
 def _ts_lstm_node(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, hidden: int, reverse: bool):
-    from torch.onnx import symbolic_helper
-
     def permuted(weight):
         order = g.op("Constant", value_t=_onnx_gate_order(hidden))
         return g.op("Gather", weight, order, axis_i=0)
@@ -126,8 +125,6 @@ def _ts_lstm_node(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, hidden: int, reverse: bo
 
 
 def _ts_hidden_size(w_hh) -> int:
-    from torch.onnx import symbolic_helper
-
     sizes = symbolic_helper._get_tensor_sizes(w_hh)
     if sizes is None or sizes[1] is None:
         _refuse("an LSTM whose weight shapes are unknown", "the LSTM node needs hidden_size")
@@ -139,8 +136,6 @@ def _ts_empty(g):
 
 
 def _ts_layer(g, input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
-    from torch.onnx import symbolic_helper
-
     check_exportable(None if symbolic_helper._is_none(w_hr) else w_hr,
                      None if symbolic_helper._is_none(batch_sizes) else batch_sizes)
     reverse = symbolic_helper._maybe_get_const(reverse, "b")
@@ -152,8 +147,6 @@ def _ts_layer(g, input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, rever
 
 
 def _ts_cell(g, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
-    from torch.onnx import symbolic_helper
-
     x = symbolic_helper._unsqueeze_helper(g, input, [0])
     _, y_h, y_c = _ts_lstm_node(g, x, hx, cx, w_ih, w_hh, b_ih, b_hh, _ts_hidden_size(w_hh),
                                 False)

@@ -23,10 +23,7 @@ def _leading(t: Tensor, dim: int | None, size: int) -> Tensor:
 
 def _batched_into_batch(t: Tensor, dim: int | None, size: int, batch_axis: int) -> Tensor:
     """Merges the vmapped dimension into the op's batch axis (vmapped slices side by side)."""
-    t = _leading(t, dim, size).movedim(0, batch_axis)
-    shape = t.shape
-    return t.reshape(*shape[:batch_axis], shape[batch_axis] * shape[batch_axis + 1],
-                     *shape[batch_axis + 2:])
+    return _leading(t, dim, size).movedim(0, batch_axis).flatten(batch_axis, batch_axis + 1)
 
 
 def loop_rule(call: Callable) -> Callable:
@@ -57,20 +54,19 @@ def layer_rule(call: Callable) -> Callable:
         if batch_sizes is not None or not _weights_shared(in_dims, range(3, 8)):
             return fallback(info, in_dims, input, h0, c0, *rest)
         size = info.batch_size
-        steps = _leading(input, in_dims[0], size).shape[1]
-        batch = _leading(h0, in_dims[1], size).shape[1]
         output, h_n, c_n, gates, cells = call(
             _batched_into_batch(input, in_dims[0], size, 1),
             _batched_into_batch(h0, in_dims[1], size, 0),
             _batched_into_batch(c0, in_dims[2], size, 0),
             *rest,
         )
-        output = output.unflatten(1, (size, batch))
-        h_n, c_n = h_n.unflatten(0, (size, batch)), c_n.unflatten(0, (size, batch))
+        steps = output.shape[0]
+        output = output.unflatten(1, (size, -1))
+        h_n, c_n = h_n.unflatten(0, (size, -1)), c_n.unflatten(0, (size, -1))
         # Saved activations are (T*B, .) rows per slice: regroup rows by slice.
         if gates.shape[0] > 0:
-            gates = gates.unflatten(0, (steps, size, batch)).movedim(1, 0).flatten(1, 2)
-            cells = cells.unflatten(0, (steps, size, batch)).movedim(1, 0).flatten(1, 2)
+            gates = gates.unflatten(0, (steps, size, -1)).movedim(1, 0).flatten(1, 2)
+            cells = cells.unflatten(0, (steps, size, -1)).movedim(1, 0).flatten(1, 2)
         else:
             gates, cells = gates.expand(size, 0), cells.expand(size, 0)
         return (output, h_n, c_n, gates, cells), (1, 0, 0, 0, 0)
@@ -86,14 +82,13 @@ def cell_rule(call: Callable) -> Callable:
         if not _weights_shared(in_dims, range(3, 7)):
             return fallback(info, in_dims, input, hx, cx, *weights)
         size = info.batch_size
-        batch = _leading(hx, in_dims[1], size).shape[1]
         outputs = call(
             _batched_into_batch(input, in_dims[0], size, 0),
             _batched_into_batch(hx, in_dims[1], size, 0),
             _batched_into_batch(cx, in_dims[2], size, 0),
             *weights,
         )
-        return tuple(t.unflatten(0, (size, batch)) for t in outputs), (0, 0, 0)
+        return tuple(t.unflatten(0, (size, -1)) for t in outputs), (0, 0, 0)
 
     return rule
 
