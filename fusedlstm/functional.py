@@ -31,19 +31,11 @@ def lstm_cell(
     return ops.lstm_cell(input, hx[0], hx[1], w_ih, w_hh, b_ih, b_hh)
 
 
-def _any_requires_grad(tensors: list[Tensor | None]) -> bool:
-    for t in tensors:
-        if t is not None and t.requires_grad:
-            return True
-    return False
-
-
 def _layer(input: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
            b_ih: Tensor | None, b_hh: Tensor | None, w_hr: Tensor | None,
            batch_sizes: Tensor | None, reverse: bool) -> tuple[Tensor, Tensor, Tensor]:
     if torch.jit.is_scripting():
-        train = torch.is_grad_enabled() and _any_requires_grad(
-            [input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr])
+        train = ops.keeps_activations([input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr])
         result = torch.ops.fusedlstm.lstm_layer(
             input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train)
         return result[0], result[1], result[2]

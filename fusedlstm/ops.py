@@ -237,15 +237,23 @@ torch.library.register_autograd(
 )
 
 
-def needs_backward(*tensors: Tensor | None) -> bool:
+def keeps_activations(tensors: list[Tensor | None]) -> bool:
     """Whether a forward must keep activations: grad mode on and some input requires grad.
 
     While torch.jit.trace records, grad mode is left out: the trace's check re-runs the module
     under no_grad, and a traced module should keep supporting a backward when its parameters
-    require grad."""
-    return (torch.is_grad_enabled() or torch.jit.is_tracing()) and any(
-        t is not None and t.requires_grad for t in tensors
-    )
+    require grad. TorchScript-compatible (a scripted layer calls it too)."""
+    if not (torch.is_grad_enabled() or torch.jit.is_tracing()):
+        return False
+    for t in tensors:
+        if t is not None and t.requires_grad:
+            return True
+    return False
+
+
+def needs_backward(*tensors: Tensor | None) -> bool:
+    """keeps_activations of the tensors given."""
+    return keeps_activations(list(tensors))
 
 
 def lstm_layer(

@@ -34,6 +34,27 @@ namespace fusedlstm::kernels {
 #define FUSEDLSTM_STEP_BARRIER(grid) grid.sync()
 #endif
 
+// Row `row` of a step's h_{t-1}: the previous step's output where the row carries on, h0's row
+// where it starts at this step (packed input in reverse).
+template <typename scalar_t>
+C10_HOST_DEVICE inline const scalar_t* previous_h_row(const RecurrentStep& step, int64_t row) {
+  const bool continuing = row < step.continuing;
+  return static_cast<const scalar_t*>(continuing ? step.h_prev : step.h_start) +
+         row * (continuing ? step.h_prev_stride : step.h_start_stride);
+}
+
+// The pointwise backward of unit j of row `row` of a step: its rows that carry on from the
+// previous step's c, then those that start from c0; rows past both are not the step's.
+template <typename scalar_t>
+C10_HOST_DEVICE inline void backward_step_unit(const RecurrentBackwardStep& step, int64_t row,
+                                               int64_t j) {
+  if (row < step.continuing.rows) {
+    backward_units<scalar_t, ScalarLanes<scalar_t>>(step.continuing, row, j);
+  } else if (row < step.continuing.rows + step.starting.rows) {
+    backward_units<scalar_t, ScalarLanes<scalar_t>>(step.starting, row - step.continuing.rows, j);
+  }
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kPersistentMaxThreads)
     persistent_forward_kernel(PersistentForwardParams p) {
@@ -59,9 +80,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
       const int64_t row = i / U;
       const int64_t u = i % U;
       if (first_unit + u >= H) continue;
-      const bool continuing = row < step.continuing;
-      const scalar_t* h_prev = static_cast<const scalar_t*>(continuing ? step.h_prev : step.h_start) +
-                               row * (continuing ? step.h_prev_stride : step.h_start_stride);
+      const scalar_t* h_prev = previous_h_row<scalar_t>(step, row);
       Compute recurrent[4] = {0, 0, 0, 0};
       for (int64_t k = 0; k < K; ++k) {
         const Compute h = static_cast<Compute>(h_prev[k]);
@@ -112,12 +131,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
         }
         static_cast<scalar_t*>(step.grad_h_state)[row * H + j] = static_cast<scalar_t>(grad_h);
       }
-      if (row < step.continuing.rows) {
-        backward_units<scalar_t, ScalarLanes<scalar_t>>(step.continuing, row, j);
-      } else if (row < pointwise_rows) {
-        backward_units<scalar_t, ScalarLanes<scalar_t>>(step.starting,
-                                                        row - step.continuing.rows, j);
-      }
+      backward_step_unit<scalar_t>(step, row, j);
     }
     if (s + 1 < p.count) FUSEDLSTM_STEP_BARRIER(grid);
   }

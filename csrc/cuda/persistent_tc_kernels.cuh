@@ -85,11 +85,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
     for (int64_t i = threadIdx.x; i < M * K_pad; i += blockDim.x) {
       const int64_t row = i / K_pad, k = i % K_pad;
       scalar_t value(0);
-      if (row < args.rows && k < K) {
-        const bool continuing = row < step.continuing;
-        value = static_cast<const scalar_t*>(continuing ? step.h_prev : step.h_start)
-            [row * (continuing ? step.h_prev_stride : step.h_start_stride) + k];
-      }
+      if (row < args.rows && k < K) value = previous_h_row<scalar_t>(step, row)[k];
       h_rows[i] = value;
     }
     __syncthreads();
@@ -152,12 +148,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
         static_cast<scalar_t*>(step.grad_h_state)[row * H + j] =
             static_cast<scalar_t>(sums[row * N + u]);
       }
-      if (row < step.continuing.rows) {
-        backward_units<scalar_t, ScalarLanes<scalar_t>>(step.continuing, row, j);
-      } else if (row < pointwise_rows) {
-        backward_units<scalar_t, ScalarLanes<scalar_t>>(step.starting,
-                                                        row - step.continuing.rows, j);
-      }
+      backward_step_unit<scalar_t>(step, row, j);
     }
     if (s + 1 < p.count) FUSEDLSTM_STEP_BARRIER(grid);
   }

@@ -68,7 +68,8 @@ class PersistentStep {
     if (mode_ == kCudaStepPerStep || !Kernels::can_launch_persistent(w_hh_.device())) {
       return false;
     }
-    // auto: where one block's rows x units fit its threads, measured or not (docs/cuda.md)
+    // auto: batches of at most 512 rows, a placeholder until make gpu-check measures the
+    // crossover with the per-step path (docs/cuda.md)
     if (mode_ == kAuto && max_rows > 2 * kernels::kPersistentMaxThreads) return false;
     const int64_t slots = Kernels::multiprocessors(w_hh_.device());
     const size_t elem = w_hh_.element_size();
