@@ -48,6 +48,18 @@ void register_autocast(torch::Library& m) {
   m.impl("lstm_layer_backward", autocast_function<kDevice, false>());
   m.impl("lstm_cell", autocast_function<kDevice, kCastCell>());
   m.impl("lstm_cell_backward", autocast_function<kDevice, false>());
+  // GRU and RNN as the LSTM: aten::gru / aten::rnn_tanh / rnn_relu on CUDA's lower-precision
+  // list, the CPU's oneDNN path too; the cells on CUDA's list only.
+  for (const char* layer : {"gru_layer", "rnn_layer"}) {
+    m.impl(layer, autocast_function<kDevice, true>());
+  }
+  for (const char* cell : {"gru_cell", "rnn_cell"}) {
+    m.impl(cell, autocast_function<kDevice, kCastCell>());
+  }
+  for (const char* backward :
+       {"gru_layer_backward", "rnn_layer_backward", "gru_cell_backward", "rnn_cell_backward"}) {
+    m.impl(backward, autocast_function<kDevice, false>());
+  }
 }
 
 }  // namespace

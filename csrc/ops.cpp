@@ -33,6 +33,43 @@ TORCH_LIBRARY(fusedlstm, m) {
       "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, "
       "bool reverse, Tensor output, Tensor gates, Tensor cells, bool need_input_grad, "
       "bool need_weight_grads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // GRU and Elman RNN (state_layer.h), the same contract for cells whose only state is h. A GRU
+  // layer returns (output, h_n, saved) with saved the (N, 4H) r, z, n and W_hn h + b_hn of every
+  // step, empty unless train; its backward returns (grad_input, grad_h0, grad_w_ih, grad_w_hh,
+  // grad_b_ih, grad_b_hh): b_ih's and b_hh's differ in the candidate rows. An RNN keeps nothing
+  // but its output; nonlinearity is 'tanh' or 'relu'; its bias gradient serves both biases.
+  m.def(
+      "gru_layer(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? batch_sizes, bool reverse, bool train) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "gru_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor input, Tensor h0, "
+      "Tensor w_ih, Tensor w_hh, Tensor? batch_sizes, bool reverse, Tensor output, Tensor saved, "
+      "bool need_input_grad, bool need_weight_grads) -> (Tensor, Tensor, Tensor, Tensor, Tensor, "
+      "Tensor)");
+  m.def(
+      "rnn_layer(Tensor input, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? batch_sizes, bool reverse, str nonlinearity) -> (Tensor, Tensor)");
+  m.def(
+      "rnn_layer_backward(Tensor grad_output, Tensor grad_h_n, Tensor input, Tensor h0, "
+      "Tensor w_ih, Tensor w_hh, Tensor? batch_sizes, bool reverse, str nonlinearity, "
+      "Tensor output, bool need_input_grad, bool need_weight_grads) -> (Tensor, Tensor, Tensor, "
+      "Tensor, Tensor)");
+  // One step: (hy, saved) for GRU, hy for the RNN. Backwards as the layers', grad_hx empty
+  // unless need_hx_grad.
+  m.def(
+      "gru_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "gru_cell_backward(Tensor grad_hy, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, "
+      "Tensor hy, Tensor saved, bool need_input_grad=True, bool need_hx_grad=True, "
+      "bool need_weight_grads=True) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "rnn_cell(Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "str nonlinearity) -> Tensor");
+  m.def(
+      "rnn_cell_backward(Tensor grad_hy, Tensor input, Tensor hx, Tensor w_ih, Tensor w_hh, "
+      "Tensor hy, str nonlinearity, bool need_input_grad=True, bool need_hx_grad=True, "
+      "bool need_weight_grads=True) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   // The switchboard (fusedlstm/switches.h; fusedlstm.backends in Python): a switch's value by
   // name, setting one (returns the previous value), and a raw read for the CUDA extension.
   m.def("_switch(str name) -> str", &fusedlstm::get_switch);

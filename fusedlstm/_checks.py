@@ -86,23 +86,75 @@ def check_cell(input, hx, cx, w_ih, w_hh, b_ih, b_hh, op: str) -> tuple:
     return shape
 
 
-def check_layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, op: str) -> tuple:
-    """(T, B, I) input, or packed (N, I) data with batch_sizes (whose batch is h0's here)."""
+def _check_sequence(input, h0, batch_sizes, op: str):
+    """A layer's (T, B, I) input or packed (N, I) data; returns the batch (h0's when packed)."""
     if batch_sizes is None:
         torch._check(input.dim() == 3,
                      lambda: f"{op}: expected input to be 3-D (seq_len, batch, input_size), got "
                              f"{input.dim()}-D with shape {_shape(input)}")
         torch._check(input.shape[0] > 0,
                      lambda: f"{op}: input has seq_len 0; expected at least one time step")
-        batch = input.shape[1]
-    else:
-        torch._check(input.dim() == 2,
-                     lambda: f"{op}: expected packed input data to be 2-D (total_rows, "
-                             f"input_size), got {input.dim()}-D with shape {_shape(input)}")
-        batch = h0.shape[0] if h0.dim() == 2 else None
+        return input.shape[1]
+    torch._check(input.dim() == 2,
+                 lambda: f"{op}: expected packed input data to be 2-D (total_rows, "
+                         f"input_size), got {input.dim()}-D with shape {_shape(input)}")
+    return h0.shape[0] if h0.dim() == 2 else None
+
+
+def check_layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, op: str) -> tuple:
+    """(T, B, I) input, or packed (N, I) data with batch_sizes (whose batch is h0's here)."""
+    batch = _check_sequence(input, h0, batch_sizes, op)
     shape = check_weights(w_ih, w_hh, b_ih, b_hh, w_hr, op)
     check_like(input, w_ih, op, "input", "w_ih")
     check_size(input, input.dim() - 1, shape[0], op, "input", "feature size (input_size)")
     check_state(h0, batch, shape[2], input, op, "h0")
     check_state(c0, batch, shape[1], input, op, "c0")
     return shape
+
+
+def check_state_weights(gates: int, w_ih, w_hh, b_ih, b_hh, op: str) -> tuple:
+    """A GRU (gates=3) or RNN (gates=1) cell's weights; returns (input_size, hidden), as
+    state_layer.h's check_state_weights."""
+    torch._check(w_ih.dtype in FLOATING,
+                 lambda: f"{op}: w_ih has dtype {_dtype(w_ih)}, expected one of float32, "
+                         "float64, bfloat16, float16")
+    check_dim(w_ih, 2, op, "w_ih")
+    check_dim(w_hh, 2, op, "w_hh")
+    check_like(w_hh, w_ih, op, "w_hh", "w_ih")
+    torch._check(w_ih.shape[0] % gates == 0 and w_ih.shape[0] > 0,
+                 lambda: f"{op}: w_ih must have {gates}*hidden_size rows, got {w_ih.shape[0]}")
+    hidden = w_ih.shape[0] // gates
+    rows = f"{gates}*hidden_size"
+    check_size(w_hh, 0, gates * hidden, op, "w_hh", f"row count ({rows})")
+    check_size(w_hh, 1, hidden, op, "w_hh", "column count (hidden_size)")
+    for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+        if b is not None:
+            check_dim(b, 1, op, name)
+            check_like(b, w_ih, op, name, "w_ih")
+            check_size(b, 0, gates * hidden, op, name, f"size ({rows})")
+    return w_ih.shape[1], hidden
+
+
+def check_state_layer(gates: int, input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, op: str):
+    """A GRU / RNN layer's arguments (the LSTM's check_layer without c0 and w_hr)."""
+    batch = _check_sequence(input, h0, batch_sizes, op)
+    input_size, hidden = check_state_weights(gates, w_ih, w_hh, b_ih, b_hh, op)
+    check_like(input, w_ih, op, "input", "w_ih")
+    check_size(input, input.dim() - 1, input_size, op, "input", "feature size (input_size)")
+    check_state(h0, batch, hidden, input, op, "h0")
+    return input_size, hidden
+
+
+def check_state_cell(gates: int, input, hx, w_ih, w_hh, b_ih, b_hh, op: str):
+    check_dim(input, 2, op, "input")
+    input_size, hidden = check_state_weights(gates, w_ih, w_hh, b_ih, b_hh, op)
+    check_like(input, w_ih, op, "input", "w_ih")
+    check_size(input, 1, input_size, op, "input", "feature size (input_size)")
+    check_state(hx, input.shape[0], hidden, input, op, "h0")
+    return input_size, hidden
+
+
+def check_nonlinearity(nonlinearity: str, op: str) -> None:
+    torch._check(nonlinearity in ("tanh", "relu"),
+                 lambda: f"{op}: unknown nonlinearity '{nonlinearity}'; expected 'tanh' or "
+                         "'relu'")

@@ -69,3 +69,37 @@ class CellFunction(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, *args):
         return _vmap.cell_rule(CellFunction.apply)(info, in_dims, *args)
+
+
+def _state_vmap_rule(function, single_output: bool):
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        if not single_output:
+            return _vmap.loop_rule(function.apply)(info, in_dims, *args)
+        outputs, dims = _vmap.loop_rule(lambda *a: (function.apply(*a),))(info, in_dims, *args)
+        return outputs[0], dims[0]
+
+    return vmap
+
+
+_state_functions: dict[str, type] = {}
+
+
+def state_function(name: str) -> type:
+    """The autograd.Function of a GRU / RNN op (fusedlstm._state_ops): the op, its
+    setup_context and backward, and a vmap rule running it once per slice."""
+    if name not in _state_functions:
+        from . import _state_ops
+
+        layer = name.endswith("_layer")
+        op = getattr(_ops, name).default
+        function = type(f"{name}_function", (torch.autograd.Function,), {
+            "forward": staticmethod(lambda *args: op(*args)),
+            "setup_context": staticmethod(
+                _state_ops._layer_setup_context if layer else _state_ops._cell_setup_context),
+            "backward": staticmethod(
+                _state_ops._layer_backward if layer else _state_ops._cell_backward),
+        })
+        function.vmap = _state_vmap_rule(function, single_output=name == "rnn_cell")
+        _state_functions[name] = function
+    return _state_functions[name]

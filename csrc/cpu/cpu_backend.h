@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fusedlstm/pointwise.h>
+#include <fusedlstm/state_cell_units.h>
 
 #include "buffer_pool.h"
 #include "cpu_gemm.h"
@@ -17,6 +18,8 @@ struct CpuBackend : CpuGemm {
   using FusedBackward = FusedRecurrentBackward;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+  static void state_forward(const StateForwardArgs& args);  // GRU, Elman RNN
+  static void state_backward(const StateBackwardArgs& args);
   // The time loop's large buffers: from the pool, reused across calls (buffer_pool.h).
   static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
     return pooled_empty(sizes, options);
@@ -30,6 +33,11 @@ struct CpuCellBackend : AtenGemm {
   using StepGemm = AtenStepGemm;
   static void forward(const PointwiseForwardArgs& args) { CpuBackend::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { CpuBackend::backward(args); }
+  static void state_forward(const StateForwardArgs& args) { CpuBackend::state_forward(args); }
+  static void state_backward(const StateBackwardArgs& args) { CpuBackend::state_backward(args); }
+  static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return at::empty(sizes, options);
+  }
 };
 
 }  // namespace fusedlstm::cpu

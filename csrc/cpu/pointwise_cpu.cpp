@@ -46,4 +46,16 @@ void CpuBackend::backward(const PointwiseBackwardArgs& args) {
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
 }
 
+void CpuBackend::state_forward(const StateForwardArgs& args) {
+  const StateForwardRowsFn kernel = selected_row_kernels().state_forward;
+  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
+                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+
+void CpuBackend::state_backward(const StateBackwardArgs& args) {
+  const StateBackwardRowsFn kernel = selected_row_kernels().state_backward;
+  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
+                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+
 }  // namespace fusedlstm::cpu

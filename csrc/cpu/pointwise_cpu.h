@@ -3,6 +3,7 @@
 #pragma once
 
 #include <fusedlstm/pointwise.h>
+#include <fusedlstm/state_cell_units.h>
 
 #include <cstdint>
 
@@ -52,6 +53,9 @@ using BackwardRowsFn = void (*)(const PointwiseBackwardArgs&, int64_t row_begin,
 using FusedBlocksFn = void (*)(const FusedStepArgs&, int64_t block_begin, int64_t block_end);
 using FusedBackwardBlocksFn = void (*)(const FusedBackwardArgs&, int64_t block_begin,
                                        int64_t block_end);
+using StateForwardRowsFn = void (*)(const StateForwardArgs&, int64_t row_begin, int64_t row_end);
+using StateBackwardRowsFn = void (*)(const StateBackwardArgs&, int64_t row_begin,
+                                     int64_t row_end);
 
 struct RowKernels {
   ForwardRowsFn forward;
@@ -60,6 +64,8 @@ struct RowKernels {
   FusedBackwardBlocksFn fused_backward;
   int64_t block_width;
   const char* capability;
+  StateForwardRowsFn state_forward;  // GRU and Elman RNN (state_cell_units.h)
+  StateBackwardRowsFn state_backward;
 };
 
 // One per capability; AVX2 and AVX-512 exist only in x86-64 builds (FUSEDLSTM_X86_KERNELS).

@@ -184,6 +184,35 @@ inline void backward_rows(const PointwiseBackwardArgs& a, int64_t row_begin, int
   dispatch_rows<BackwardUnits>(a, row_begin, row_end);
 }
 
+// The single-state cells' passes (state_cell_units.h), the cell's math bound first.
+template <class Math>
+struct StateUnits {
+  template <typename scalar_t, typename L>
+  struct Forward {
+    FUSEDLSTM_FLATTEN static void run(const StateForwardArgs& a, int64_t row, int64_t j) {
+      state_forward_units<Math, scalar_t, L>(a, row, j);
+    }
+  };
+  template <typename scalar_t, typename L>
+  struct Backward {
+    FUSEDLSTM_FLATTEN static void run(const StateBackwardArgs& a, int64_t row, int64_t j) {
+      state_backward_units<Math, scalar_t, L>(a, row, j);
+    }
+  };
+};
+
+inline void state_forward_rows(const StateForwardArgs& a, int64_t row_begin, int64_t row_end) {
+  with_state_cell(a.cell, [&](auto math) {
+    dispatch_rows<StateUnits<decltype(math)>::template Forward>(a, row_begin, row_end);
+  });
+}
+
+inline void state_backward_rows(const StateBackwardArgs& a, int64_t row_begin, int64_t row_end) {
+  with_state_cell(a.cell, [&](auto math) {
+    dispatch_rows<StateUnits<decltype(math)>::template Backward>(a, row_begin, row_end);
+  });
+}
+
 }  // namespace CPU_CAPABILITY
 }  // namespace cpu
 }  // namespace fusedlstm
@@ -194,8 +223,9 @@ namespace fusedlstm::cpu {
 inline namespace CPU_CAPABILITY {
 
 inline RowKernels row_kernels_here(const char* name) {
-  return {&forward_rows,         &backward_rows,      &fused_forward_blocks,
-          &fused_backward_blocks, fused_block_width(), name};
+  return {&forward_rows,          &backward_rows,       &fused_forward_blocks,
+          &fused_backward_blocks, fused_block_width(),  name,
+          &state_forward_rows,    &state_backward_rows};
 }
 
 }  // namespace CPU_CAPABILITY

@@ -15,6 +15,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <fusedlstm/cell_math.h>
+#include <fusedlstm/state_cell_math.h>
 
 #include <utility>
 
@@ -200,6 +201,34 @@ struct Activations<cpu::VecPack<N>> {
   static inline Pack tanh(Pack x) {
     cpu::tanh_n<N>(x.v);
     return x;
+  }
+};
+
+// ReLU for the Elman RNN (state_cell_math.h) on the vector types: max(x, 0), and the gradient
+// passed where the output is positive.
+template <typename Vec>
+struct VectorRectifier {
+  static inline Vec relu(Vec x) { return at::vec::maximum(x, Vec(0)); }
+  static inline Vec grad(Vec grad_out, Vec out) {
+    return Vec::blendv(Vec(0), grad_out, out > Vec(0));
+  }
+};
+template <>
+struct Rectifier<cpu::FloatVec> : VectorRectifier<cpu::FloatVec> {};
+template <>
+struct Rectifier<at::vec::Vectorized<double>> : VectorRectifier<at::vec::Vectorized<double>> {};
+template <int N>
+struct Rectifier<cpu::VecPack<N>> {
+  using Pack = cpu::VecPack<N>;
+  static inline Pack relu(Pack x) {
+    cpu::each<N>([&](int i) { x.v[i] = Rectifier<cpu::FloatVec>::relu(x.v[i]); });
+    return x;
+  }
+  static inline Pack grad(Pack grad_out, const Pack& out) {
+    cpu::each<N>([&](int i) {
+      grad_out.v[i] = Rectifier<cpu::FloatVec>::grad(grad_out.v[i], out.v[i]);
+    });
+    return grad_out;
   }
 };
 

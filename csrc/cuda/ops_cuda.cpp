@@ -6,6 +6,7 @@
 
 #include <fusedlstm/cell_algorithm.h>
 #include <fusedlstm/layer_algorithm.h>
+#include <fusedlstm/state_ops.h>
 
 #include "pointwise_cuda.h"
 
@@ -34,4 +35,13 @@ TORCH_LIBRARY_IMPL(fusedlstm, CUDA, m) {
   m.impl("lstm_cell_backward", &Guarded<&fusedlstm::cell_backward_impl<CudaBackend>>::call);
   m.impl("lstm_layer", &Guarded<&fusedlstm::layer_forward_impl<CudaBackend>>::call);
   m.impl("lstm_layer_backward", &Guarded<&fusedlstm::layer_backward_impl<CudaBackend>>::call);
+  using State = fusedlstm::StateOps<CudaBackend, CudaBackend>;
+  m.impl("gru_layer", &Guarded<&State::gru_layer>::call);
+  m.impl("gru_layer_backward", &Guarded<&State::gru_layer_backward>::call);
+  m.impl("rnn_layer", &Guarded<&State::rnn_layer>::call);
+  m.impl("rnn_layer_backward", &Guarded<&State::rnn_layer_backward>::call);
+  m.impl("gru_cell", &Guarded<&State::gru_cell>::call);
+  m.impl("gru_cell_backward", &Guarded<&State::gru_cell_backward>::call);
+  m.impl("rnn_cell", &Guarded<&State::rnn_cell>::call);
+  m.impl("rnn_cell_backward", &Guarded<&State::rnn_cell_backward>::call);
 }

@@ -28,4 +28,12 @@ void CudaKernels::backward(const PointwiseBackwardArgs& args) {
   kernels::launch_pointwise(args, GpuLaunch{});
 }
 
+void CudaKernels::state_forward(const StateForwardArgs& args) {
+  kernels::launch_state_pointwise(args, GpuLaunch{});
+}
+
+void CudaKernels::state_backward(const StateBackwardArgs& args) {
+  kernels::launch_state_pointwise(args, GpuLaunch{});
+}
+
 }  // namespace fusedlstm::cuda

@@ -12,6 +12,8 @@ namespace fusedlstm::cuda {
 struct CudaKernels {
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+  static void state_forward(const StateForwardArgs& args);  // GRU, Elman RNN
+  static void state_backward(const StateBackwardArgs& args);
 
   // The persistent kernels (persistent_step.h): the device's multiprocessors, how many blocks of
   // a launch can be resident at once (0 when its shared memory exceeds the device's), whether

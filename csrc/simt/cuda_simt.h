@@ -13,6 +13,8 @@ namespace fusedlstm::simt {
 struct SimtKernels {
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
+  static void state_forward(const StateForwardArgs& args);  // GRU, Elman RNN
+  static void state_backward(const StateBackwardArgs& args);
 
   // The persistent kernels on the emulation (as CudaKernels; persistent_simt.cpp).
   static int64_t multiprocessors(c10::Device device);

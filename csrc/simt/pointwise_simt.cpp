@@ -33,6 +33,14 @@ void SimtKernels::backward(const PointwiseBackwardArgs& args) {
   kernels::launch_pointwise(args, EmulatedLaunch{});
 }
 
+void SimtKernels::state_forward(const StateForwardArgs& args) {
+  kernels::launch_state_pointwise(args, EmulatedLaunch{});
+}
+
+void SimtKernels::state_backward(const StateBackwardArgs& args) {
+  kernels::launch_state_pointwise(args, EmulatedLaunch{});
+}
+
 int64_t emulated_launches() { return launch_count(); }
 
 }  // namespace fusedlstm::simt

@@ -144,7 +144,7 @@ void launch_emulated(const Args& args) {
 template <typename T, typename Args>
 void run_sequentially(const Args& args) {
   for (int64_t u = 0; u < args.rows * args.hidden; ++u) {
-    fusedlstm::kernels::pointwise_units<T>(args, u / args.hidden, u % args.hidden);
+    fusedlstm::kernels::LstmUnits::run<T>(args, u / args.hidden, u % args.hidden);
   }
 }
 

@@ -7,6 +7,7 @@
 #include <fusedlstm/gemm.h>
 #include <fusedlstm/persistent_step.h>
 #include <fusedlstm/pointwise.h>
+#include <fusedlstm/state_cell_units.h>
 
 namespace fusedlstm {
 
@@ -17,6 +18,8 @@ struct KernelBackend : AtenGemm {
   using FusedBackward = PersistentStep<Kernels>;
   static void forward(const PointwiseForwardArgs& args) { Kernels::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { Kernels::backward(args); }
+  static void state_forward(const StateForwardArgs& args) { Kernels::state_forward(args); }
+  static void state_backward(const StateBackwardArgs& args) { Kernels::state_backward(args); }
   // The time loop's large buffers (PyTorch's caching allocator already reuses CUDA memory).
   static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
     return at::empty(sizes, options);

@@ -1,0 +1,116 @@
+// The fused pointwise passes of the single-state cells (GRU, Elman RNN): their arguments
+// (framework-free, as pointwise.h is for the LSTM) and the per-unit body shared by the CPU
+// kernels and the CUDA kernels: load one unit (or one vector of units) of one row, run
+// state_cell_math.h, store. Lane policies as in pointwise_units.h.
+//
+// Buffers are row-major. Pre-activation buffers have G = kGates * H columns, gate k's units at
+// columns [k * H, (k + 1) * H).
+#pragma once
+
+#include <c10/core/ScalarType.h>
+#include <c10/macros/Macros.h>
+
+#include <fusedlstm/pointwise_units.h>
+#include <fusedlstm/state_cell_math.h>
+
+#include <cstdint>
+
+namespace fusedlstm {
+
+struct StateForwardArgs {
+  StateCell cell;
+  c10::ScalarType dtype;
+  int64_t rows;
+  int64_t hidden;
+  const void* x_part;    // (rows, G): x W_ih^T + b_ih
+  const void* h_part;    // (rows, G): h_{t-1} W_hh^T, without b_hh
+  const void* bias_hh;   // (G) or nullptr
+  const void* h_prev;    // (rows, H)
+  void* h_out;           // (rows, H): the layer output rows
+  void* h_state;         // (rows, H) or nullptr: a second copy of h_t (the carried state); may
+                         // alias h_prev (each unit reads before it writes)
+  void* saved;           // (rows, kSaved * H) or nullptr (inference; cells that save nothing)
+};
+
+struct StateBackwardArgs {
+  StateCell cell;
+  c10::ScalarType dtype;
+  int64_t rows;
+  int64_t hidden;
+  const void* grad_h;        // (rows, H): dL/dh_t from the output
+  const void* grad_h_extra;  // (rows, H) or nullptr: dL/dh_t from later steps, added
+  const void* saved;         // (rows, kSaved * H): what the forward saved
+  const void* h_out;         // (rows, H): h_t
+  const void* h_prev;        // (rows, H): h_{t-1}
+  void* grad_input_side;     // (rows, G)
+  void* grad_recurrent_side; // (rows, G); may be grad_input_side when the sides agree
+  void* grad_h_prev;         // (rows, H) or nullptr: the direct part of dL/dh_{t-1}; may alias
+                             // grad_h_extra (each unit reads before it writes)
+};
+
+// Forward of units [j, j + L::width) of one row.
+template <class Math, typename scalar_t, typename L>
+C10_HOST_DEVICE inline void state_forward_units(const StateForwardArgs& a, int64_t row,
+                                                int64_t j) {
+  using C = typename L::Compute;
+  const int64_t H = a.hidden;
+  const int64_t G = Math::kGates * H;
+  const scalar_t* x_part = static_cast<const scalar_t*>(a.x_part) + row * G + j;
+  const scalar_t* h_part = static_cast<const scalar_t*>(a.h_part) + row * G + j;
+  const scalar_t* bias = static_cast<const scalar_t*>(a.bias_hh);
+  C x[Math::kGates];
+  C h[Math::kGates];
+  for (int k = 0; k < Math::kGates; ++k) {
+    x[k] = L::load(x_part + k * H, G);
+    h[k] = L::load(h_part + k * H, G);
+    if (bias) h[k] = h[k] + L::load(bias + k * H + j, 0);
+  }
+  const int64_t unit = row * H + j;
+  const auto out =
+      Math::template forward<C>(x, h, L::load(static_cast<const scalar_t*>(a.h_prev) + unit, H));
+  L::store(static_cast<scalar_t*>(a.h_out) + unit, H, out.h);
+  if (a.h_state) L::store(static_cast<scalar_t*>(a.h_state) + unit, H, out.h);
+  if constexpr (Math::kSaved > 0) {
+    if (a.saved) {
+      scalar_t* saved = static_cast<scalar_t*>(a.saved) + row * Math::kSaved * H + j;
+      for (int k = 0; k < Math::kSaved; ++k) {
+        L::store(saved + k * H, Math::kSaved * H, out.saved[k]);
+      }
+    }
+  }
+}
+
+// Backward of units [j, j + L::width) of one row.
+template <class Math, typename scalar_t, typename L>
+C10_HOST_DEVICE inline void state_backward_units(const StateBackwardArgs& a, int64_t row,
+                                                 int64_t j) {
+  using C = typename L::Compute;
+  const int64_t H = a.hidden;
+  const int64_t G = Math::kGates * H;
+  const int64_t unit = row * H + j;
+  C grad_h = L::load(static_cast<const scalar_t*>(a.grad_h) + unit, H);
+  if (a.grad_h_extra) grad_h = grad_h + L::load(static_cast<const scalar_t*>(a.grad_h_extra) + unit, H);
+  C saved[Math::kSaved > 0 ? Math::kSaved : 1];
+  if constexpr (Math::kSaved > 0) {
+    const scalar_t* from = static_cast<const scalar_t*>(a.saved) + row * Math::kSaved * H + j;
+    for (int k = 0; k < Math::kSaved; ++k) saved[k] = L::load(from + k * H, Math::kSaved * H);
+  }
+  const C h_out = L::load(static_cast<const scalar_t*>(a.h_out) + unit, H);
+  const C h_prev = Math::kDirectHPath
+                       ? L::load(static_cast<const scalar_t*>(a.h_prev) + unit, H)
+                       : h_out;
+  const auto out = Math::template backward<C>(grad_h, saved, h_out, h_prev);
+  scalar_t* input_side = static_cast<scalar_t*>(a.grad_input_side) + row * G + j;
+  scalar_t* recurrent_side = static_cast<scalar_t*>(a.grad_recurrent_side) + row * G + j;
+  for (int k = 0; k < Math::kGates; ++k) {
+    L::store(input_side + k * H, G, out.grad_input_side[k]);
+    if constexpr (Math::kSidesDiffer) {
+      L::store(recurrent_side + k * H, G, out.grad_recurrent_side[k]);
+    }
+  }
+  if constexpr (Math::kDirectHPath) {
+    L::store(static_cast<scalar_t*>(a.grad_h_prev) + unit, H, out.grad_h_prev_direct);
+  }
+}
+
+}  // namespace fusedlstm

@@ -1,0 +1,247 @@
+// One direction of one GRU or Elman RNN layer over a sequence (the gru_layer / rnn_layer ops) and
+// one step of either (the cell ops: a layer of one step), written once for every device and
+// every single-state cell (state_cell_math.h). `Backend` is a device's (layer_algorithm.h):
+// its GEMMs and its state_forward / state_backward pointwise passes (state_cell_units.h).
+//
+// Forward: one GEMM projects the input of a chunk of steps (b_ih folded in); per step one GEMM
+// computes h_{t-1} W_hh^T into a (B, G) buffer and one pointwise pass adds b_hh and runs the cell,
+// writing h_t to the output and the carried state (and, training, what the backward needs).
+// The state lives in a (B, H) buffer updated in place for the rows a step touches, as the LSTM's
+// (layer_algorithm.h): padded and packed input, both directions, h_n, without special cases.
+//
+// Backward: per step one pointwise pass (the input-side and recurrent-side pre-activation
+// gradients, and GRU's direct dL/dh_{t-1} = dL/dh_t z) and one GEMM adding the recurrent side
+// times W_hh; per chunk of steps, the input and weight gradients as large GEMMs.
+#pragma once
+
+#include <fusedlstm/layer_steps.h>
+#include <fusedlstm/state_cell_units.h>
+
+#include <string>
+
+namespace fusedlstm {
+
+namespace state_layer_detail {
+
+using layer_detail::accumulate;
+using layer_detail::chunk_rows;
+using layer_detail::ChunkRows;
+using layer_detail::finish_sum;
+using layer_detail::step_at;
+
+inline const char* cell_name(StateCell cell) {
+  return cell == StateCell::kGru ? "gru" : "rnn";
+}
+
+struct StateShapes {
+  int64_t input_size;
+  int64_t hidden;
+  int64_t gates;  // G = kGates * H
+};
+
+inline StateShapes check_state_weights(StateCell cell, const at::Tensor& w_ih,
+                                       const at::Tensor& w_hh,
+                                       const c10::optional<at::Tensor>& b_ih,
+                                       const c10::optional<at::Tensor>& b_hh, const char* op) {
+  const int64_t k = state_cell_gates(cell);
+  check_floating(w_ih, op, "w_ih");
+  check_dim(w_ih, 2, op, "w_ih");
+  check_dim(w_hh, 2, op, "w_hh");
+  check_like(w_hh, w_ih, op, "w_hh", "w_ih");
+  TORCH_CHECK(w_ih.size(0) % k == 0 && w_ih.size(0) > 0, op, ": w_ih must have ", k,
+              "*hidden_size rows, got ", w_ih.size(0));
+  const int64_t H = w_ih.size(0) / k;
+  const std::string rows = std::to_string(k) + "*hidden_size";
+  check_size(w_hh, 0, k * H, op, "w_hh", ("row count (" + rows + ")").c_str());
+  check_size(w_hh, 1, H, op, "w_hh", "column count (hidden_size)");
+  for (const auto* b : {&b_ih, &b_hh}) {
+    if (!b->has_value()) continue;
+    const char* name = b == &b_ih ? "b_ih" : "b_hh";
+    check_dim(**b, 1, op, name);
+    check_like(**b, w_ih, op, name, "w_ih");
+    check_size(**b, 0, k * H, op, name, ("size (" + rows + ")").c_str());
+  }
+  return {w_ih.size(1), H, k * H};
+}
+
+inline StateShapes check_state_layer(StateCell cell, const at::Tensor& input,
+                                     const at::Tensor& h0, const at::Tensor& w_ih,
+                                     const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+                                     const c10::optional<at::Tensor>& b_hh,
+                                     const StepSchedule& s, const char* op) {
+  const StateShapes shape = check_state_weights(cell, w_ih, w_hh, b_ih, b_hh, op);
+  check_like(input, w_ih, op, "input", "w_ih");
+  check_size(input, input.dim() - 1, shape.input_size, op, "input", "feature size (input_size)");
+  check_state(h0, s.batch, shape.hidden, input, op, "h0");
+  return shape;
+}
+
+inline const void* data_or_null(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? t->const_data_ptr() : nullptr;
+}
+
+}  // namespace state_layer_detail
+
+// Returns (output, h_n, saved): output (T, B, H) for padded input, (N, H) packed; saved
+// (N, kSaved * H) when `train` and the cell saves anything, else empty.
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
+    StateCell cell, const at::Tensor& input, const at::Tensor& h0, const at::Tensor& w_ih,
+    const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
+    const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& batch_sizes,
+    bool reverse, bool train, const char* op) {
+  using namespace state_layer_detail;
+  const StepSchedule s = make_schedule(input, batch_sizes, op);
+  const StateShapes shape = check_state_layer(cell, input, h0, w_ih, w_hh, b_ih, b_hh, s, op);
+  const int64_t H = shape.hidden, G = shape.gates;
+  const int64_t saved_per_row = state_cell_saved(cell) * H;
+  const int64_t elem = input.element_size();
+  const at::Tensor x = input.reshape({s.total_rows, shape.input_size});
+  const at::Tensor b_hh_c = b_hh.has_value() ? b_hh->contiguous() : at::Tensor();
+  at::Tensor output = Backend::empty({s.total_rows, H}, input.options());
+  at::Tensor h_state = h0.contiguous().clone();
+  at::Tensor saved = train && saved_per_row > 0
+                         ? Backend::empty({s.total_rows, saved_per_row}, input.options())
+                         : at::empty({0}, input.options());
+  at::Tensor h_part = Backend::empty({s.batch, G}, input.options());
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch, s.steps);
+  // Training projects all steps at once; inference a few steps at a time into a buffer that
+  // stays in cache (layer_steps.h).
+  const int64_t chunk = train ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
+  const int64_t chunk_count = (s.steps + chunk - 1) / chunk;
+  const typename Backend::StepGemm input_projection(
+      w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch, chunk_count);
+  const at::Tensor b_ih_t = b_ih.has_value() ? *b_ih : at::Tensor();
+  for (int64_t first = 0; first < s.steps; first += chunk) {
+    const ChunkRows rows_of_chunk =
+        chunk_rows(s, first, std::min(first + chunk, s.steps) - 1, reverse);
+    const at::Tensor x_part =
+        input_projection
+            .product(x.narrow(0, rows_of_chunk.row_lo, rows_of_chunk.row_hi - rows_of_chunk.row_lo),
+                     b_ih_t)
+            .contiguous();
+    for (int64_t i = first; i < std::min(first + chunk, s.steps); ++i) {
+      const int64_t t = step_at(s, i, reverse);
+      const int64_t rows = s.rows[t];
+      const int64_t offset = s.row_offset[t];
+      at::Tensor step_h_part = h_part.narrow(0, 0, rows);
+      recurrent(step_h_part, h_state.narrow(0, 0, rows), /*accumulate=*/false);
+      Backend::state_forward(StateForwardArgs{
+          cell, input.scalar_type(), rows, H,
+          static_cast<const char*>(x_part.const_data_ptr()) +
+              (offset - rows_of_chunk.row_lo) * G * elem,
+          h_part.const_data_ptr(), b_hh_c.defined() ? b_hh_c.const_data_ptr() : nullptr,
+          h_state.const_data_ptr(), static_cast<char*>(output.data_ptr()) + offset * H * elem,
+          h_state.data_ptr(),
+          saved.numel() ? static_cast<char*>(saved.data_ptr()) + offset * saved_per_row * elem
+                        : nullptr});
+    }
+  }
+  std::vector<int64_t> output_shape(input.sizes().begin(), input.sizes().end());
+  output_shape.back() = H;
+  return {output.view(output_shape), h_state, saved};
+}
+
+// Returns (grad_input, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); grad_input and the
+// weight and bias gradients are empty when not needed. GRU's b_ih and b_hh gradients differ in
+// the candidate rows, so both are returned.
+template <class Backend>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
+                          const at::Tensor& grad_h_n, const at::Tensor& input,
+                          const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                          const c10::optional<at::Tensor>& batch_sizes, bool reverse,
+                          const at::Tensor& output, const at::Tensor& saved,
+                          bool need_input_grad, bool need_weight_grads, const char* op) {
+  using namespace state_layer_detail;
+  const StepSchedule s = make_schedule(input, batch_sizes, op);
+  const StateShapes shape =
+      check_state_layer(cell, input, h0, w_ih, w_hh, c10::nullopt, c10::nullopt, s, op);
+  const int64_t H = shape.hidden, G = shape.gates, N = s.total_rows;
+  const int64_t saved_per_row = state_cell_saved(cell) * H;
+  const int64_t elem = input.element_size();
+  TORCH_CHECK(grad_output.numel() == N * H, op, ": grad_output has ", grad_output.numel(),
+              " elements, expected ", N * H, " (", N, " rows x ", H, ")");
+  TORCH_CHECK(output.numel() == N * H, op, ": output has ", output.numel(), " elements, expected ",
+              N * H);
+  TORCH_CHECK(saved.numel() == N * saved_per_row, op,
+              ": saved was not kept by the forward (was it called with train=False?)");
+  check_state(grad_h_n, s.batch, H, input, op, "grad_h_n");
+  const bool sides_differ = cell == StateCell::kGru;
+  const bool direct_h_path = cell == StateCell::kGru;
+
+  const at::Tensor x = input.reshape({N, shape.input_size});
+  const at::Tensor grad_out = grad_output.reshape({N, H});  // may be expanded (stride 0)
+  const at::Tensor out_rows = output.reshape({N, H}).contiguous();
+  const at::Tensor saved_rows = saved.contiguous();
+  const at::Tensor h_initial = h0.contiguous();
+  const int64_t chunk =
+      layer_detail::backward_chunk_steps(s, (sides_differ ? 2 : 1) * G, elem);
+  const int64_t chunk_rows_max = std::min(N, chunk * s.batch);
+  at::Tensor grad_input_side = Backend::empty({chunk_rows_max, G}, input.options());
+  at::Tensor grad_recurrent_side =
+      sides_differ ? Backend::empty({chunk_rows_max, G}, input.options()) : grad_input_side;
+  at::Tensor grad_h_state = grad_h_n.contiguous().clone();
+  at::Tensor grad_input = need_input_grad ? Backend::empty({N, shape.input_size}, input.options())
+                                          : at::empty({0}, input.options());
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch, s.steps);
+  at::Tensor grad_w_ih_t, grad_w_hh_t, grad_b_ih, grad_b_hh;
+
+  for (int64_t end = s.steps; end > 0; end -= chunk) {
+    const int64_t begin = std::max<int64_t>(0, end - chunk);
+    const ChunkRows c = chunk_rows(s, begin, end - 1, reverse);
+    const int64_t n = c.row_hi - c.row_lo;
+    const at::Tensor chunk_grad_out = grad_out.narrow(0, c.row_lo, n).contiguous();
+    const at::Tensor h_prev = layer_detail::previous_h_rows(s, reverse, out_rows, h_initial, c);
+    const at::Tensor h_prev_rows = h_prev.is_contiguous() ? h_prev : h_prev.contiguous();
+    for (int64_t i = end - 1; i >= begin; --i) {
+      const int64_t t = step_at(s, i, reverse);
+      const int64_t rows = s.rows[t];
+      const int64_t local = s.row_offset[t] - c.row_lo;
+      const int64_t row = s.row_offset[t];
+      Backend::state_backward(StateBackwardArgs{
+          cell, input.scalar_type(), rows, H,
+          static_cast<const char*>(chunk_grad_out.const_data_ptr()) + local * H * elem,
+          grad_h_state.const_data_ptr(),
+          saved_per_row ? static_cast<const char*>(saved_rows.const_data_ptr()) +
+                              row * saved_per_row * elem
+                        : nullptr,
+          static_cast<const char*>(out_rows.const_data_ptr()) + row * H * elem,
+          static_cast<const char*>(h_prev_rows.const_data_ptr()) + local * H * elem,
+          static_cast<char*>(grad_input_side.data_ptr()) + local * G * elem,
+          static_cast<char*>(grad_recurrent_side.data_ptr()) + local * G * elem,
+          direct_h_path ? grad_h_state.data_ptr() : nullptr});
+      at::Tensor step_grad_h = grad_h_state.narrow(0, 0, rows);
+      recurrent(step_grad_h, grad_recurrent_side.narrow(0, local, rows), direct_h_path);
+    }
+    const at::Tensor chunk_input_side = grad_input_side.narrow(0, 0, n);
+    const at::Tensor chunk_recurrent_side = grad_recurrent_side.narrow(0, 0, n);
+    if (need_input_grad) {
+      grad_input.narrow(0, c.row_lo, n).copy_(Backend::matmul(chunk_input_side, w_ih));
+    }
+    if (need_weight_grads) {
+      accumulate(grad_w_ih_t, Backend::matmul_tn(x.narrow(0, c.row_lo, n), chunk_input_side));
+      accumulate(grad_w_hh_t, Backend::matmul_tn(h_prev_rows, chunk_recurrent_side));
+      accumulate(grad_b_ih, chunk_input_side.sum(0));
+      if (sides_differ) accumulate(grad_b_hh, chunk_recurrent_side.sum(0));
+    }
+  }
+  const at::ScalarType dtype = input.scalar_type();
+  const auto skipped = [&] { return at::empty({0}, input.options()); };  // never aliased
+  if (need_input_grad) {
+    std::vector<int64_t> input_shape(input.sizes().begin(), input.sizes().end());
+    grad_input = grad_input.view(input_shape);
+  }
+  if (!need_weight_grads) {
+    return {grad_input, grad_h_state, skipped(), skipped(), skipped(), skipped()};
+  }
+  const at::Tensor bias_ih = finish_sum(grad_b_ih, dtype);
+  return {grad_input,
+          grad_h_state,
+          finish_sum(grad_w_ih_t.t().contiguous(), dtype),
+          finish_sum(grad_w_hh_t.t().contiguous(), dtype),
+          bias_ih,
+          sides_differ ? finish_sum(grad_b_hh, dtype) : bias_ih.clone()};
+}
+
+}  // namespace fusedlstm
