@@ -1,6 +1,6 @@
-"""The LSTM, GRU and Elman RNN written in differentiable torch ops: what a backward builds its graph from when the
-gradients must themselves be differentiated (double backward, gradient penalties, nested
-torch.func.grad).
+"""The LSTM, GRU and Elman RNN written in differentiable torch ops: what a backward builds its
+graph from when the gradients must themselves be differentiated (double backward, gradient
+penalties, nested torch.func.grad).
 
 The fused kernels' backward ops are not differentiable, so a backward that must build a graph
 recomputes the forward here and differentiates that instead. The loop over steps is Python, which
@@ -114,7 +114,8 @@ def _packed_reverse(step, pre, sizes, initial):
         size = sizes[t]
         have = state[0].shape[0]
         if size > have:
-            state = tuple(torch.cat([s, s0[have:size]]) for s, s0 in zip(state, initial, strict=True))
+            state = tuple(torch.cat([s, s0[have:size]])
+                          for s, s0 in zip(state, initial, strict=True))
         state = step(pre[ends[t]:ends[t + 1]], state)
         outputs[t] = state[0]
     return (torch.cat(outputs), *state)

@@ -1,4 +1,5 @@
-"""Drop-in replacements for torch.nn.LSTM and torch.nn.LSTMCell, and replace_lstm()."""
+"""Drop-in replacements for torch.nn.LSTM and torch.nn.LSTMCell; replace_lstm() / replace_rnns()
+and their inverses."""
 
 from typing import overload
 
@@ -172,55 +173,83 @@ class LSTMCell(nn.RNNCellBase):
         return h, c
 
 
-def _rebuild(module: nn.Module, lstm_from: type, cell_from: type, lstm_to: type,
-             cell_to: type) -> nn.Module:
-    """The `lstm_to` / `cell_to` module that a `lstm_from` / `cell_from` module stands for,
-    holding the very same Parameter objects (so optimizers keep working); other modules as they
-    are."""
-    if isinstance(module, lstm_from):
-        new = lstm_to(
-            module.input_size, module.hidden_size, module.num_layers, module.bias,
-            module.batch_first, module.dropout, module.bidirectional, module.proj_size,
-            device="meta",
-        )
-        names = module._flat_weights_names
-    elif isinstance(module, cell_from):
-        new = cell_to(module.input_size, module.hidden_size, module.bias, device="meta")
-        names = [name for name, _ in module.named_parameters(recurse=False)]
-    else:
+def _constructor_arguments(module: nn.Module) -> tuple[tuple, dict, list[str]]:
+    """What rebuilds `module` as its counterpart: positional and keyword constructor arguments
+    and the names of its parameters."""
+    if isinstance(module, nn.RNNBase):
+        keywords = {"num_layers": module.num_layers, "bias": module.bias,
+                    "batch_first": module.batch_first, "dropout": module.dropout,
+                    "bidirectional": module.bidirectional}
+        if module.mode == "LSTM":
+            keywords["proj_size"] = module.proj_size
+        elif module.mode != "GRU":
+            keywords["nonlinearity"] = module.nonlinearity
+        return (module.input_size, module.hidden_size), keywords, module._flat_weights_names
+    keywords = {"bias": module.bias}
+    if hasattr(module, "nonlinearity"):
+        keywords["nonlinearity"] = module.nonlinearity
+    names = [name for name, _ in module.named_parameters(recurse=False)]
+    return (module.input_size, module.hidden_size), keywords, names
+
+
+def _rebuild(module: nn.Module, pairs: dict[type, type]) -> nn.Module:
+    """The module of type pairs[type(module)] that `module` stands for, holding the very same
+    Parameter objects (so optimizers keep working); other modules as they are."""
+    target = next((to for source, to in pairs.items() if isinstance(module, source)), None)
+    if target is None:
         return module
+    args, keywords, names = _constructor_arguments(module)
+    new = target(*args, **keywords, device="meta")
     for name in names:
         setattr(new, name, getattr(module, name))
     new.train(module.training)
     return new
 
 
-def _convert(module: nn.Module) -> nn.Module:
-    return _rebuild(module, nn.LSTM, nn.LSTMCell, LSTM, LSTMCell)
-
-
-def _restore(module: nn.Module) -> nn.Module:
-    return _rebuild(module, LSTM, LSTMCell, nn.LSTM, nn.LSTMCell)
-
-
-def _swap_all(model: nn.Module, convert) -> nn.Module:
-    converted = convert(model)
+def _swap_all(model: nn.Module, pairs: dict[type, type]) -> nn.Module:
+    converted = _rebuild(model, pairs)
     if converted is not model:
         return converted
     for name, child in model.named_children():
-        setattr(model, name, _swap_all(child, convert))
+        setattr(model, name, _swap_all(child, pairs))
     return model
+
+
+_LSTM_PAIRS = {nn.LSTM: LSTM, nn.LSTMCell: LSTMCell}
+
+
+def _all_pairs() -> dict[type, type]:
+    from . import state_modules as state
+
+    return {**_LSTM_PAIRS, nn.GRU: state.GRU, nn.RNN: state.RNN, nn.GRUCell: state.GRUCell,
+            nn.RNNCell: state.RNNCell}
+
+
+def _inverse(pairs: dict[type, type]) -> dict[type, type]:
+    return {to: source for source, to in pairs.items()}
 
 
 def restore_lstm(model: nn.Module) -> nn.Module:
     """The inverse of replace_lstm: every fusedlstm.LSTM / LSTMCell inside `model` becomes the
     nn.LSTM / nn.LSTMCell it stands for, with the same Parameter objects. For tools that match
     the torch.nn types exactly, e.g. torch.ao.quantization.quantize_dynamic. Returns the model."""
-    return _swap_all(model, _restore)
+    return _swap_all(model, _inverse(_LSTM_PAIRS))
 
 
 def replace_lstm(model: nn.Module) -> nn.Module:
     """Swaps every nn.LSTM / nn.LSTMCell inside `model` (or `model` itself) for the fusedlstm
     equivalent, keeping the weights (the same Parameter objects), device, dtype and mode.
     Returns the model."""
-    return _swap_all(model, _convert)
+    return _swap_all(model, _LSTM_PAIRS)
+
+
+def replace_rnns(model: nn.Module) -> nn.Module:
+    """replace_lstm for every recurrent module torch.nn has: nn.LSTM, LSTMCell, GRU, GRUCell,
+    RNN and RNNCell, each swapped for the fusedlstm equivalent with the same Parameter
+    objects. Returns the model."""
+    return _swap_all(model, _all_pairs())
+
+
+def restore_rnns(model: nn.Module) -> nn.Module:
+    """The inverse of replace_rnns."""
+    return _swap_all(model, _inverse(_all_pairs()))

@@ -287,5 +287,6 @@ def lstm_layer(
 
 # Imported last: _functorch uses the setup_context and backward functions above.
 from . import _functorch, _onnx  # noqa: E402
+
 # The GRU and Elman RNN ops, on the helpers above.
 from ._state_ops import gru_cell, gru_layer, rnn_cell, rnn_layer  # noqa: E402, F401
