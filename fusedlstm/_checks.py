@@ -150,7 +150,7 @@ def check_state_cell(gates: int, input, hx, w_ih, w_hh, b_ih, b_hh, op: str):
     input_size, hidden = check_state_weights(gates, w_ih, w_hh, b_ih, b_hh, op)
     check_like(input, w_ih, op, "input", "w_ih")
     check_size(input, 1, input_size, op, "input", "feature size (input_size)")
-    check_state(hx, input.shape[0], hidden, input, op, "h0")
+    check_state(hx, input.shape[0], hidden, input, op, "hx")
     return input_size, hidden
 
 

@@ -1,10 +1,11 @@
 // The GRU and Elman RNN ops (gru_layer, rnn_layer, gru_cell, rnn_cell and their backwards, schemas
-// in csrc/ops.cpp) over one device's back-ends, as the functions each device registers. The cell
-// ops are the layer algorithm (state_layer.h) over a sequence of one step.
+// in csrc/ops.cpp) over one device's back-ends, as the functions each device registers: the layer
+// algorithm (state_layer.h) and the cell step (state_cell_algorithm.h).
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <fusedlstm/state_cell_algorithm.h>
 #include <fusedlstm/state_layer.h>
 
 #include <string_view>
@@ -79,12 +80,8 @@ struct StateOps {
                                              const Tensor& w_ih, const Tensor& w_hh,
                                              const OptionalTensor& b_ih,
                                              const OptionalTensor& b_hh) {
-    constexpr const char* op = "fusedlstm::gru_cell";
-    check_dim(input, 2, op, "input");
-    auto [output, hy, saved] = state_layer_forward_impl<CellBackend>(
-        StateCell::kGru, input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, c10::nullopt,
-        /*reverse=*/false, /*train=*/true, op);
-    return {hy, saved};
+    return state_cell_forward_impl<CellBackend>(StateCell::kGru, input, hx, w_ih, w_hh, b_ih,
+                                                b_hh, "fusedlstm::gru_cell");
   }
 
   static Grads gru_cell_backward(const Tensor& grad_hy, const Tensor& input, const Tensor& hx,
@@ -100,11 +97,8 @@ struct StateOps {
                          const Tensor& w_hh, const OptionalTensor& b_ih,
                          const OptionalTensor& b_hh, c10::string_view nonlinearity) {
     constexpr const char* op = "fusedlstm::rnn_cell";
-    check_dim(input, 2, op, "input");
-    auto [output, hy, saved] = state_layer_forward_impl<CellBackend>(
-        rnn_cell_kind(nonlinearity, op), input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh,
-        c10::nullopt, /*reverse=*/false, /*train=*/false, op);
-    return hy;
+    return std::get<0>(state_cell_forward_impl<CellBackend>(
+        rnn_cell_kind(nonlinearity, op), input, hx, w_ih, w_hh, b_ih, b_hh, op));
   }
 
   static RnnGrads rnn_cell_backward(const Tensor& grad_hy, const Tensor& input, const Tensor& hx,
@@ -124,20 +118,9 @@ struct StateOps {
                              const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
                              const Tensor& hy, const Tensor& saved, bool need_input_grad,
                              bool need_hx_grad, bool need_weight_grads, const char* op) {
-    check_dim(input, 2, op, "input");
-    check_state(grad_hy, input.size(0), hx.dim() == 2 ? hx.size(1) : 0, input, op, "grad_hy");
-    check_state(hy, input.size(0), grad_hy.size(1), input, op, "hy");
-    auto [grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh] =
-        state_layer_backward_impl<CellBackend>(
-            cell, grad_hy.unsqueeze(0), at::zeros_like(hx), input.unsqueeze(0), hx, w_ih, w_hh,
-            c10::nullopt, /*reverse=*/false, hy.unsqueeze(0), saved, need_input_grad,
-            need_weight_grads, op);
-    return {need_input_grad ? grad_input.squeeze(0) : grad_input,
-            need_hx_grad ? grad_hx : at::empty({0}, input.options()),
-            grad_w_ih,
-            grad_w_hh,
-            grad_b_ih,
-            grad_b_hh};
+    return state_cell_backward_impl<CellBackend>(cell, grad_hy, input, hx, w_ih, w_hh, hy, saved,
+                                                 need_input_grad, need_hx_grad,
+                                                 need_weight_grads, op);
   }
 };
 
