@@ -49,6 +49,17 @@ CELL_SHAPES = [Shape("cell-B97-H51", 20, 97, 51, 51), Shape("cell-B64-H512", 20,
 CELL_DTYPES = (torch.float32, torch.float64)
 
 MODES = ("inference", "training")  # no_grad forward; forward + backward
+# The recurrent networks benchmarked: the LSTM everywhere; GRU and Elman RNN (tanh) against
+# nn.GRU / nn.RNN on the main shapes and in cell loops.
+FAMILIES = ("lstm", "gru", "rnn")
+STATE_FAMILIES = FAMILIES[1:]
+# family -> (nn layer, fusedlstm layer, nn cell, fusedlstm cell)
+MODULES = {
+    "lstm": (nn.LSTM, fusedlstm.LSTM, nn.LSTMCell, fusedlstm.LSTMCell),
+    "gru": (nn.GRU, fusedlstm.GRU, nn.GRUCell, fusedlstm.GRUCell),
+    "rnn": (nn.RNN, fusedlstm.RNN, nn.RNNCell, fusedlstm.RNNCell),
+}
+STATE_LAYER_IMPLS = ("fused", "nn")
 
 MODULE_IMPLS = ("fused", "nn", "nn_native", "nn_cell_loop", "fused_cell_loop")
 # GEMMs only, no LSTM: the roofline columns (see GemmRoofline)
@@ -165,44 +176,49 @@ class Case:
     mode: str
     device: str
     dtype: torch.dtype
+    family: str = "lstm"
 
     @property
     def key(self) -> str:
         dtype = str(self.dtype).replace("torch.", "")
-        return f"{self.shape.name}/{self.mode}/{self.device}/{dtype}"
+        family = "" if self.family == "lstm" else f"{self.family}/"
+        return f"{family}{self.shape.name}/{self.mode}/{self.device}/{dtype}"
 
 
 def build_runners(case: Case, impls: tuple[str, ...]) -> dict[str, Callable[[], torch.Tensor]]:
     """One zero-argument callable per implementation, each running one forward (inference) or one
     forward + backward (training) and returning the output."""
     s, device, dtype = case.shape, case.device, case.dtype
+    nn_layer, fused_layer, nn_cell, fused_cell = MODULES[case.family]
     torch.manual_seed(0)
     if impls == CELL_IMPLS:
-        ref = nn.LSTMCell(s.I, s.H, device=device, dtype=dtype)
-        ours = fusedlstm.LSTMCell(s.I, s.H, device=device, dtype=dtype)
+        ref = nn_cell(s.I, s.H, device=device, dtype=dtype)
+        ours = fused_cell(s.I, s.H, device=device, dtype=dtype)
         ours.load_state_dict(ref.state_dict())
         modules = {"nn_cell": ref, "fused_cell": ours}
         xs = torch.randn(s.T, s.B, s.I, device=device, dtype=dtype)
-        hx = (torch.randn(s.B, s.H, device=device, dtype=dtype),
-              torch.randn(s.B, s.H, device=device, dtype=dtype))
+        h0 = torch.randn(s.B, s.H, device=device, dtype=dtype)
+        hx = (h0, torch.randn(s.B, s.H, device=device, dtype=dtype)) if case.family == "lstm" \
+            else h0
 
         def cell_loop(cell):
             state, outputs = hx, []
             for x in xs:
                 state = cell(x, state)
-                outputs.append(state[0])
+                outputs.append(state[0] if isinstance(state, tuple) else state)
             return torch.stack(outputs)
 
         call = {name: (lambda m=m: cell_loop(m)) for name, m in modules.items()}
     else:
-        ref = nn.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
-                      dtype=dtype)
-        ours = fusedlstm.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
-                              dtype=dtype)
+        ref = nn_layer(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                       dtype=dtype)
+        ours = fused_layer(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                           dtype=dtype)
         ours.load_state_dict(ref.state_dict())
-        modules = {"nn": ref, "nn_native": ref, "fused": ours,
-                   "nn_cell_loop": CellLoop(nn.LSTMCell, ref),
-                   "fused_cell_loop": CellLoop(fusedlstm.LSTMCell, ref)}
+        modules = {"nn": ref, "nn_native": ref, "fused": ours}
+        if case.family == "lstm":
+            modules.update(nn_cell_loop=CellLoop(nn.LSTMCell, ref),
+                           fused_cell_loop=CellLoop(fusedlstm.LSTMCell, ref))
         x = torch.randn(s.T, s.B, s.I, device=device, dtype=dtype)
 
         def call_module(name, m):
@@ -240,23 +256,25 @@ def build_runners(case: Case, impls: tuple[str, ...]) -> dict[str, Callable[[], 
 def parity(case: Case) -> dict:
     """Max |difference| of the output and of one weight gradient, fused vs nn, for this case."""
     s, device, dtype = case.shape, case.device, case.dtype
+    nn_layer, fused_layer, nn_cell, fused_cell = MODULES[case.family]
     torch.manual_seed(0)
     if s.name.startswith("cell-"):
-        ref = nn.LSTMCell(s.I, s.H, device=device, dtype=dtype)
-        ours = fusedlstm.LSTMCell(s.I, s.H, device=device, dtype=dtype)
+        ref = nn_cell(s.I, s.H, device=device, dtype=dtype)
+        ours = fused_cell(s.I, s.H, device=device, dtype=dtype)
         x = torch.randn(s.B, s.I, device=device, dtype=dtype)
         weight = "weight_ih"  # (with no hx, h_{t-1} = 0 and weight_hh's gradient is zero)
     else:
-        ref = nn.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
-                      dtype=dtype)
-        ours = fusedlstm.LSTM(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
-                              dtype=dtype)
+        ref = nn_layer(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                       dtype=dtype)
+        ours = fused_layer(s.I, s.H, s.layers, bidirectional=s.bidirectional, device=device,
+                           dtype=dtype)
         x = torch.randn(s.T, s.B, s.I, device=device, dtype=dtype)
         weight = "weight_hh_l0"
     ours.load_state_dict(ref.state_dict())
     outs = []
     for module in (ref, ours):
-        out = module(x)[0]
+        out = module(x)
+        out = out if isinstance(out, torch.Tensor) else out[0]
         out.float().pow(2).mean().backward()
         outs.append((out.detach().float(), getattr(module, weight).grad.float()))
     return {"max_abs_diff_output": (outs[0][0] - outs[1][0]).abs().max().item(),

@@ -7,7 +7,8 @@ mark is reset (/proc/self/clear_refs) and the report is how far the resident set
 second step.
 GPU: torch.cuda.max_memory_allocated over the second step.
 
-Usage: python bench/peak_memory.py SHAPE_NAME IMPL DEVICE DTYPE  -> prints JSON
+Usage: python bench/peak_memory.py SHAPE_NAME IMPL DEVICE DTYPE [FAMILY]  -> prints JSON
+(FAMILY: lstm, the default, gru or rnn)
 """
 
 import ctypes
@@ -30,6 +31,7 @@ from cases import (  # noqa: E402  # noqa: E402
     H_SWEEP,
     MAIN_SHAPES,
     MODULE_IMPLS,
+    STATE_LAYER_IMPLS,
     Case,
     build_runners,
 )
@@ -42,10 +44,12 @@ def status_kib(field: str) -> int:
 
 def main() -> None:
     shape_name, impl, device, dtype_name = sys.argv[1:5]
+    family = sys.argv[5] if len(sys.argv) > 5 else "lstm"
     shape = next(s for s in MAIN_SHAPES + H_SWEEP + B_SWEEP + GPU_SHAPES + CELL_SHAPES
                  if s.name == shape_name)
-    impls = CELL_IMPLS if impl in CELL_IMPLS else MODULE_IMPLS
-    case = Case(shape, "training", device, getattr(torch, dtype_name))
+    impls = CELL_IMPLS if impl in CELL_IMPLS else MODULE_IMPLS if family == "lstm" else (
+        STATE_LAYER_IMPLS)
+    case = Case(shape, "training", device, getattr(torch, dtype_name), family)
     run = build_runners(case, impls)[impl]
     run()
     gc.collect()

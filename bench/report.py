@@ -27,6 +27,13 @@ NAMES = {
 }
 
 
+FAMILY_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+
+
+def family_of(record: dict) -> str:
+    return record.get("family", "lstm")
+
+
 def ms(t: dict) -> str:
     return f"{t['median'] * 1e3:.2f} ({t['q1'] * 1e3:.2f}–{t['q3'] * 1e3:.2f})"
 
@@ -35,11 +42,11 @@ def ratio(value: float) -> str:
     return f"**{value:.2f}**" if value < 1 else f"{value:.2f}"
 
 
-def layer_table(records: list[dict]) -> list[str]:
+def layer_table(records: list[dict], names: dict) -> list[str]:
     impls = records[0]["impls"]
     others = [i for i in impls if i != "fused"]
-    head = (["shape", "mode"] + [f"{NAMES[i]} ms" for i in impls]
-            + [f"fused / {NAMES[i]}" for i in others]
+    head = (["shape", "mode"] + [f"{names[i]} ms" for i in impls]
+            + [f"fused / {names[i]}" for i in others]
             + ["fused tokens/s", "max Δ out", "max Δ grad"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
@@ -60,7 +67,7 @@ def summary_table(records: list[dict]) -> list[str]:
              "fused / at::mm roofline | oneDNN GEMM roofline ms | fused / oneDNN roofline |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in records:
-        if "fused" not in r["impls"] or r["shape"]["sweep"]:
+        if "fused" not in r["impls"] or r["shape"]["sweep"] or family_of(r) != "lstm":
             continue
         t = {k: v["median"] for k, v in r["timings"].items()}
 
@@ -76,6 +83,24 @@ def summary_table(records: list[dict]) -> list[str]:
     return lines
 
 
+def state_summary_table(records: list[dict]) -> list[str]:
+    """GRU and Elman RNN (tanh) against nn.GRU / nn.RNN: the layer shapes and the cell loops."""
+    lines = ["| network | shape | dtype | mode | fusedlstm ms | torch.nn ms | fused / nn | "
+             "max Δ out | max Δ grad |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in records:
+        if family_of(r) == "lstm":
+            continue
+        cell = "fused_cell" in r["impls"]
+        fused, base = ("fused_cell", "nn_cell") if cell else ("fused", "nn")
+        t = {k: v["median"] for k, v in r["timings"].items()}
+        name = FAMILY_NAMES[family_of(r)] + ("Cell loop" if cell else "")
+        parity = list(r["parity"].values())
+        lines.append(f"| {name} | {r['shape']['name']} — {label(r['shape'])} | {r['dtype']} | "
+                     f"{r['mode']} | {t[fused] * 1e3:.2f} | {t[base] * 1e3:.2f} | "
+                     f"{ratio(t[fused] / t[base])} | {parity[0]:.1e} | {parity[1]:.1e} |")
+    return lines
+
+
 def label(shape: dict) -> str:
     text = f"T={shape['T']} B={shape['B']} I={shape['I']} H={shape['H']}"
     if shape["layers"] > 1:
@@ -83,11 +108,18 @@ def label(shape: dict) -> str:
     return text + (" bi" if shape["bidirectional"] else "")
 
 
-def memory_table(memory: list[dict]) -> list[str]:
+def family_names(family: str) -> dict:
+    """NAMES with the family's modules (fusedlstm.GRU, nn.GRUCell, ...)."""
+    return {k: v.replace("LSTM", FAMILY_NAMES[family]) for k, v in NAMES.items()}
+
+
+def memory_table(memory: list[dict], family: str = "lstm") -> list[str]:
+    memory = [m for m in memory if m.get("family", "lstm") == family]
+    names = family_names(family)
     shapes = list(dict.fromkeys(m["shape"] for m in memory))
     impls = list(dict.fromkeys(m["impl"] for m in memory))
     peak = {(m["shape"], m["impl"]): m["peak_bytes"] for m in memory}
-    head = ["shape"] + [f"{NAMES[i]} MiB" for i in impls] + ["fused / nn.LSTM"]
+    head = ["shape"] + [f"{names[i]} MiB" for i in impls] + [f"fused / {names['nn']}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in shapes:
         values = [peak.get((s, i)) for i in impls]
@@ -169,19 +201,29 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
              "beat the at::mm roofline).",
              f"- total run time {results['elapsed_s']:.0f} s", "", "## Summary", ""]
     lines += summary_table(records) + [""]
+    if any(family_of(r) != "lstm" for r in records):
+        lines += ["GRU and Elman RNN (tanh) against nn.GRU / nn.RNN (ATen's own; the CPU has "
+                  "no oneDNN GRU or RNN):", ""] + state_summary_table(records) + [""]
     groups = {}
     for r in records:
         kind = "cell" if "fused_cell" in r["impls"] else "layer"
-        groups.setdefault((kind, r["device"], r["dtype"], tuple(r["impls"])), []).append(r)
-    for (kind, device, dtype, _), rows in groups.items():
-        title = "LSTMCell in a loop" if kind == "cell" else "LSTM layer stack"
-        lines += [f"## {title}: {device}, {dtype}", ""] + layer_table_for(kind, rows) + [""]
+        key = (family_of(r), kind, r["device"], r["dtype"], tuple(r["impls"]))
+        groups.setdefault(key, []).append(r)
+    for (family, kind, device, dtype, _), rows in groups.items():
+        name = FAMILY_NAMES[family]
+        title = f"{name}Cell in a loop" if kind == "cell" else f"{name} layer stack"
+        lines += [f"## {title}: {device}, {dtype}", ""]
+        lines += layer_table_for(kind, rows, family_names(family)) + [""]
     if results.get("memory"):
         method = ("rise of the resident set (RSS high-water mark) during a second training step "
                   "in a fresh process per case" if env["device"] == "cpu"
                   else "torch.cuda.max_memory_allocated over a training step")
         lines += ["## Peak memory of one training step (forward + backward), float32", "",
                   f"Method: {method}.", ""] + memory_table(results["memory"]) + [""]
+        for family in ("gru", "rnn"):
+            if any(m.get("family") == family for m in results["memory"]):
+                lines += [f"{FAMILY_NAMES[family]}:", ""]
+                lines += memory_table(results["memory"], family) + [""]
     resources = out_dir / "kernel_resources.md"
     if resources.exists():  # written by bench/kernel_resources.py from the built CUDA extension
         lines += ["## CUDA kernels: registers and spills per arch", ""]
@@ -194,11 +236,11 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
     return [path] + plots
 
 
-def layer_table_for(kind: str, rows: list[dict]) -> list[str]:
+def layer_table_for(kind: str, rows: list[dict], names: dict) -> list[str]:
     if kind == "layer":
-        return layer_table(rows)
-    head = ["shape (a loop of T steps)", "mode", "fusedlstm.LSTMCell ms", "nn.LSTMCell ms",
-            "fused / nn", "max Δ out", "max Δ grad"]
+        return layer_table(rows, names)
+    head = ["shape (a loop of T steps)", "mode", f"{names['fused_cell']} ms",
+            f"{names['nn_cell']} ms", "fused / nn", "max Δ out", "max Δ grad"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["timings"]

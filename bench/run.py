@@ -24,6 +24,8 @@ from cases import (  # noqa: E402
     MODES,
     MODULE_IMPLS,
     ROOFLINE_IMPLS,
+    STATE_FAMILIES,
+    STATE_LAYER_IMPLS,
     Case,
     build_runners,
     environment,
@@ -54,12 +56,22 @@ def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
         for shape in CELL_SHAPES[:2] if quick else CELL_SHAPES:
             for mode in MODES:
                 cases.append((Case(shape, mode, device, dtype), CELL_IMPLS))
+    # GRU and Elman RNN against nn.GRU / nn.RNN: the main shapes (float32) and the cell loops
+    for family in STATE_FAMILIES:
+        for shape in MAIN_SHAPES[:1] if quick else MAIN_SHAPES:
+            for mode in MODES:
+                cases.append((Case(shape, mode, device, torch.float32, family),
+                              STATE_LAYER_IMPLS))
+        for dtype in CELL_DTYPES[:1] if quick else CELL_DTYPES:
+            for shape in CELL_SHAPES[:1] if quick else CELL_SHAPES:
+                for mode in MODES:
+                    cases.append((Case(shape, mode, device, dtype, family), CELL_IMPLS))
     return cases
 
 
 def memory_of(case: Case, impl: str) -> int | None:
     command = [sys.executable, str(Path(__file__).parent / "peak_memory.py"), case.shape.name,
-               impl, case.device, str(case.dtype).replace("torch.", "")]
+               impl, case.device, str(case.dtype).replace("torch.", ""), case.family]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"    memory of {impl} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -87,7 +99,8 @@ def main() -> None:
         print(f"[{index}/{len(cases)}] {case.key} ({case.shape.label}): {', '.join(impls)}",
               flush=True)
         timings = interleaved(build_runners(case, impls), case.device, budget)
-        record = {"case": case.key, "shape": case.shape.__dict__, "mode": case.mode,
+        record = {"case": case.key, "family": case.family, "shape": case.shape.__dict__,
+                  "mode": case.mode,
                   "device": case.device, "dtype": str(case.dtype).replace("torch.", ""),
                   "impls": list(impls), "timings": timings, "parity": parity(case),
                   "tokens": case.shape.T * case.shape.B}
@@ -104,9 +117,14 @@ def main() -> None:
         memory_shapes = MAIN_SHAPES[:1] if args.quick else MAIN_SHAPES
         jobs = [(Case(s, "training", args.device, torch.float32), impl)
                 for s in memory_shapes for impl in MODULE_IMPLS]
+        jobs += [(Case(s, "training", args.device, torch.float32, family), impl)
+                 for family in STATE_FAMILIES for s in memory_shapes
+                 for impl in STATE_LAYER_IMPLS if not args.quick]
         for index, (case, impl) in enumerate(jobs, 1):
-            print(f"[memory {index}/{len(jobs)}] {case.shape.name} {impl}", flush=True)
-            memory.append({"shape": case.shape.name, "label": case.shape.label, "impl": impl,
+            print(f"[memory {index}/{len(jobs)}] {case.family} {case.shape.name} {impl}",
+                  flush=True)
+            memory.append({"family": case.family, "shape": case.shape.name,
+                           "label": case.shape.label, "impl": impl,
                            "peak_bytes": memory_of(case, impl)})
     RESULTS.mkdir(parents=True, exist_ok=True)
     results = {"environment": env, "quick": args.quick, "records": records, "memory": memory,

@@ -13,6 +13,8 @@ from cases import (
     LAYER_IMPLS,
     MAIN_SHAPES,
     MODES,
+    STATE_FAMILIES,
+    STATE_LAYER_IMPLS,
     Case,
     build_runners,
     environment,
@@ -23,12 +25,14 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 LAYER_CASES = [(s, m, i) for s in MAIN_SHAPES for m in MODES for i in LAYER_IMPLS
                if roofline_available(i, DEVICE)]
 CELL_CASES = [(s, m, i) for s in CELL_SHAPES for m in MODES for i in CELL_IMPLS]
+STATE_CASES = [(f, s, m, i) for f in STATE_FAMILIES for s in MAIN_SHAPES for m in MODES
+               for i in STATE_LAYER_IMPLS]
 
 
-def bench_case(benchmark, shape, mode, impl, impls):
-    case = Case(shape, mode, DEVICE, torch.float32)
+def bench_case(benchmark, shape, mode, impl, impls, family="lstm"):
+    case = Case(shape, mode, DEVICE, torch.float32, family)
     run = build_runners(case, impls)[impl]
-    benchmark.group = f"{shape.name} ({shape.label}) {mode}"
+    benchmark.group = f"{family} {shape.name} ({shape.label}) {mode}"
     benchmark.extra_info.update(environment(DEVICE))
     benchmark.extra_info.update({"shape": shape.label, "mode": mode, "impl": impl,
                                  "dtype": "float32"})
@@ -51,3 +55,9 @@ def test_layer(benchmark, shape, mode, impl):
                          ids=[f"{s.name}-{m}-{i}" for s, m, i in CELL_CASES])
 def test_cell(benchmark, shape, mode, impl):
     bench_case(benchmark, shape, mode, impl, CELL_IMPLS)
+
+
+@pytest.mark.parametrize("family,shape,mode,impl", STATE_CASES,
+                         ids=[f"{f}-{s.name}-{m}-{i}" for f, s, m, i in STATE_CASES])
+def test_gru_rnn_layer(benchmark, family, shape, mode, impl):
+    bench_case(benchmark, shape, mode, impl, (impl,), family)

@@ -40,21 +40,23 @@ torch::CppFunction autocast_function() {
   return torch::CppFunction::makeFromBoxedFunction<&autocast_kernel<kDevice, kCastInputs>>();
 }
 
-// The four ops' autocast kernels on one device; the layer op always casts, the cell op where
-// kCastCell (CUDA), the backward ops never.
+// The ops' autocast kernels on one device; the LSTM layer op always casts, the cell ops (and the
+// GRU / RNN layers) where kCastCell (CUDA), the backward ops never.
 template <c10::DeviceType kDevice, bool kCastCell>
 void register_autocast(torch::Library& m) {
   m.impl("lstm_layer", autocast_function<kDevice, true>());
   m.impl("lstm_layer_backward", autocast_function<kDevice, false>());
   m.impl("lstm_cell", autocast_function<kDevice, kCastCell>());
   m.impl("lstm_cell_backward", autocast_function<kDevice, false>());
-  // GRU and RNN as the LSTM: aten::gru / aten::rnn_tanh / rnn_relu on CUDA's lower-precision
-  // list, the CPU's oneDNN path too; the cells on CUDA's list only.
-  for (const char* layer : {"gru_layer", "rnn_layer"}) {
-    m.impl(layer, autocast_function<kDevice, true>());
+  // GRU and RNN as nn.GRU / nn.RNN come out: on CUDA all in the autocast dtype (cuDNN's RNN and
+  // the cells are on its list). On the CPU, where their math is ATen's composite, the RNN's linear
+  // products are autocast and its state and output with them, so ours cast; nn.GRU's state
+  // stays float32 (its z * h_{t-1} promotes), so ours computes in float32 throughout.
+  for (const char* op : {"gru_layer", "gru_cell"}) {
+    m.impl(op, autocast_function<kDevice, kCastCell>());
   }
-  for (const char* cell : {"gru_cell", "rnn_cell"}) {
-    m.impl(cell, autocast_function<kDevice, kCastCell>());
+  for (const char* op : {"rnn_layer", "rnn_cell"}) {
+    m.impl(op, autocast_function<kDevice, true>());
   }
   for (const char* backward :
        {"gru_layer_backward", "rnn_layer_backward", "gru_cell_backward", "rnn_cell_backward"}) {

@@ -124,14 +124,13 @@ def check_state_weights(gates: int, w_ih, w_hh, b_ih, b_hh, op: str) -> tuple:
     torch._check(w_ih.shape[0] % gates == 0 and w_ih.shape[0] > 0,
                  lambda: f"{op}: w_ih must have {gates}*hidden_size rows, got {w_ih.shape[0]}")
     hidden = w_ih.shape[0] // gates
-    rows = f"{gates}*hidden_size"
-    check_size(w_hh, 0, gates * hidden, op, "w_hh", f"row count ({rows})")
+    check_size(w_hh, 0, gates * hidden, op, "w_hh", f"row count ({gates}*hidden_size)")
     check_size(w_hh, 1, hidden, op, "w_hh", "column count (hidden_size)")
     for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
         if b is not None:
             check_dim(b, 1, op, name)
             check_like(b, w_ih, op, name, "w_ih")
-            check_size(b, 0, gates * hidden, op, name, f"size ({rows})")
+            check_size(b, 0, gates * hidden, op, name, f"size ({gates}*hidden_size)")
     return w_ih.shape[1], hidden
 
 

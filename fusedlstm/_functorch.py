@@ -74,10 +74,8 @@ class CellFunction(torch.autograd.Function):
 def _state_vmap_rule(function, single_output: bool):
     @staticmethod
     def vmap(info, in_dims, *args):
-        if not single_output:
-            return _vmap.loop_rule(function.apply)(info, in_dims, *args)
-        outputs, dims = _vmap.loop_rule(lambda *a: (function.apply(*a),))(info, in_dims, *args)
-        return outputs[0], dims[0]
+        rule = _vmap.single_output_loop_rule if single_output else _vmap.loop_rule
+        return rule(function.apply)(info, in_dims, *args)
 
     return vmap
 

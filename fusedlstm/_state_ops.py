@@ -9,6 +9,10 @@ from . import _checks, _reference
 from .ops import call_without_graph, differentiable_grads, graph_needed, needs_backward
 
 _ops = torch.ops.fusedlstm
+# The overloads, resolved once (an attribute walk per call costs more than a small step).
+_OPS = {name: getattr(_ops, name).default for name in (
+    "gru_layer", "rnn_layer", "gru_cell", "rnn_cell", "gru_layer_backward",
+    "rnn_layer_backward", "gru_cell_backward", "rnn_cell_backward")}
 _GRU_GATES = 3
 _GRU_SAVED = 4  # r, z, n, W_hn h + b_hn per unit
 _RNN_GATES = 1
@@ -154,11 +158,11 @@ def _layer_backward(ctx, grad_output, grad_h_n, *_unused):
             "grad mode is on and an input requires grad)")
     common = (grad_output, grad_h_n, input, h0, w_ih, w_hh, batch_sizes, ctx.reverse)
     if gru:
-        grads = call_without_graph(_ops.gru_layer_backward.default, *common, out, saved,
+        grads = call_without_graph(_OPS["gru_layer_backward"], *common, out, saved,
                                    needs[0], any(needs[2:6]))
     else:
         grad_input, grad_h0, grad_w_ih, grad_w_hh, grad_bias = call_without_graph(
-            _ops.rnn_layer_backward.default, *common, ctx.extra, out, needs[0], any(needs[2:6]))
+            _OPS["rnn_layer_backward"], *common, ctx.extra, out, needs[0], any(needs[2:6]))
         grads = (grad_input, grad_h0, grad_w_ih, grad_w_hh, grad_bias, grad_bias)
     return _kept(grads, ctx.has_bias, needs[:6]) + (None, None, None)
 
@@ -192,11 +196,11 @@ def _cell_backward(ctx, grad_hy, *_unused):
         return grads + (None,) * (len(needs) - 6)
     flags = (needs[0], needs[1], any(needs[2:6]))
     if gru:
-        grads = call_without_graph(_ops.gru_cell_backward.default, grad_hy, input, hx, w_ih,
+        grads = call_without_graph(_OPS["gru_cell_backward"], grad_hy, input, hx, w_ih,
                                    w_hh, hy, saved, *flags)
     else:
         grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_bias = call_without_graph(
-            _ops.rnn_cell_backward.default, grad_hy, input, hx, w_ih, w_hh, hy,
+            _OPS["rnn_cell_backward"], grad_hy, input, hx, w_ih, w_hh, hy,
             ctx.nonlinearity, *flags)
         grads = (grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_bias, grad_bias)
     return _kept(grads, ctx.has_bias, needs[:6]) + (None,) * (len(needs) - 6)
@@ -217,7 +221,7 @@ def _call(name: str, *args):
     """The op, or under torch.func transforms its autograd.Function (see _functorch)."""
     if _functorch.transforms_active():
         return _functorch.state_function(name).apply(*args)
-    return getattr(_ops, name).default(*args)
+    return _OPS[name](*args)
 
 
 def gru_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,

@@ -41,6 +41,17 @@ def loop_rule(call: Callable) -> Callable:
     return rule
 
 
+def single_output_loop_rule(call: Callable) -> Callable:
+    """loop_rule for an op with one output."""
+    rule = loop_rule(lambda *args: (call(*args),))
+
+    def single(info, in_dims: Sequence[int | None], *args):
+        outputs, dims = rule(info, in_dims, *args)
+        return outputs[0], dims[0]
+
+    return single
+
+
 def _weights_shared(in_dims: Sequence[int | None], weight_positions: range) -> bool:
     return all(in_dims[position] is None for position in weight_positions)
 
@@ -99,6 +110,12 @@ def _register() -> None:
     for name in ("lstm_layer_backward", "lstm_cell_backward"):
         op = getattr(_ops, name).default
         torch.library.register_vmap(f"fusedlstm::{name}", loop_rule(op))
+    # GRU / RNN: every op once per slice (rnn_cell has a single output).
+    for name in ("gru_layer", "rnn_layer", "gru_cell", "gru_layer_backward",
+                 "rnn_layer_backward", "gru_cell_backward", "rnn_cell_backward"):
+        torch.library.register_vmap(f"fusedlstm::{name}", loop_rule(getattr(_ops, name).default))
+    torch.library.register_vmap("fusedlstm::rnn_cell",
+                                single_output_loop_rule(_ops.rnn_cell.default))
 
 
 _register()

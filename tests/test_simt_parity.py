@@ -3,7 +3,8 @@
 Every test imported below runs here a second time inside fusedlstm.simt.emulated_cuda_kernels():
 the fusedlstm ops on CPU tensors take the CUDA back-end (its time loop, buffers and launch code,
 ATen's GEMMs where the GPU has cuBLAS) and its kernels' own source, compiled against the SIMT
-emulation. The oracle is unchanged: nn.LSTM / nn.LSTMCell, gradcheck and opcheck.
+emulation. The oracle is unchanged: nn.LSTM / nn.LSTMCell (nn.GRU, nn.RNN and their cells for
+the GRU and RNN suites), gradcheck and opcheck.
 """
 
 import pytest
@@ -12,6 +13,27 @@ from test_cell_ops import (  # noqa: F401
 )
 from test_cell_parity import (  # noqa: F401  (collected here again)
     test_matches_nn_lstmcell,
+)
+from test_gru_rnn_ops import (  # noqa: F401
+    test_layer_gradcheck as test_gru_rnn_layer_gradcheck,
+)
+from test_gru_rnn_ops import (  # noqa: F401
+    test_opcheck_gru_layer,
+    test_opcheck_layer_backwards,
+    test_opcheck_rnn_layer,
+)
+from test_gru_rnn_parity import (  # noqa: F401
+    test_cell_matches_nn,
+    test_packed_matches_nn,
+)
+from test_gru_rnn_parity import (  # noqa: F401
+    test_matches_nn as test_gru_rnn_matches_nn,
+)
+from test_gru_rnn_parity import (  # noqa: F401
+    test_reduced_precision_close_to_float64 as test_gru_rnn_reduced_precision,
+)
+from test_gru_rnn_parity import (  # noqa: F401
+    test_unbatched_input as test_gru_rnn_unbatched_input,
 )
 from test_layer_ops import (  # noqa: F401
     test_gradcheck,

@@ -2,7 +2,7 @@
 hx present, absent or of the wrong shape, packed sequences, NaN/Inf, direct op calls with
 inconsistent sizes, arguments of the wrong type. Each case runs in a worker process, so a crash
 is a failing case. Every case must end in nn.LSTM's result (where nn.LSTM accepts the input) or
-a clean Python exception.
+a clean Python exception; the same for fusedlstm.GRU / RNN against nn.GRU / nn.RNN.
 
 FUZZ_EXAMPLES sets the number of cases per test (CI: a fixed-seed slice; `make fuzz`: 10,000+).
 """
@@ -147,6 +147,21 @@ def op_specs(draw):
 @SETTINGS
 @given(spec=module_specs())
 def test_module_inputs(pool, spec):
+    check(pool.run(spec), spec)
+
+
+@st.composite
+def gru_rnn_module_specs(draw):
+    """module_specs for nn.GRU and nn.RNN (no projection; hx is h_0 alone)."""
+    spec = draw(module_specs())
+    spec["family"] = draw(st.sampled_from(["gru", "rnn_tanh", "rnn_relu"]))
+    spec["proj"] = 0
+    return spec
+
+
+@SETTINGS
+@given(spec=gru_rnn_module_specs())
+def test_gru_rnn_module_inputs(pool, spec):
     check(pool.run(spec), spec)
 
 

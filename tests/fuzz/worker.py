@@ -64,9 +64,18 @@ def run_module_case(spec: dict) -> dict:
                   bidirectional=spec["bidirectional"], proj_size=spec["proj"])
     import fusedlstm
 
+    family = spec.get("family", "lstm")
+    ref_class, our_class, extra = {
+        "lstm": (nn.LSTM, fusedlstm.LSTM, {}),
+        "gru": (nn.GRU, fusedlstm.GRU, {}),
+        "rnn_tanh": (nn.RNN, fusedlstm.RNN, {"nonlinearity": "tanh"}),
+        "rnn_relu": (nn.RNN, fusedlstm.RNN, {"nonlinearity": "relu"}),
+    }[family]
+    if family != "lstm":
+        del kwargs["proj_size"]
     torch.manual_seed(spec["seed"])
-    ref = nn.LSTM(spec["I"], spec["H"], **kwargs).to(dtype)
-    ours = fusedlstm.LSTM(spec["I"], spec["H"], **kwargs).to(dtype)
+    ref = ref_class(spec["I"], spec["H"], **kwargs, **extra).to(dtype)
+    ours = our_class(spec["I"], spec["H"], **kwargs, **extra).to(dtype)
     ours.load_state_dict(ref.state_dict())
     x_dtype = DTYPES[spec["x_dtype"]]
     shape = [spec["T"], spec["B"], spec["x_features"]]
@@ -88,6 +97,8 @@ def run_module_case(spec: dict) -> dict:
         c_shape = [layers, spec["H"]] if spec["unbatched"] else [layers, batch, spec["H"]]
         hx = (layout(torch.randn(h_shape, generator=g).to(dtype), spec["layout"]),
               torch.randn(c_shape, generator=g).to(dtype))
+        if family != "lstm":
+            hx = hx[0]
     if spec["packed"] and not spec["unbatched"] and not spec["extra_dim"] and spec["T"] > 0:
         lengths = torch.randint(1, spec["T"] + 1, (spec["B"],), generator=g) if spec["B"] else []
         lengths = [int(v) for v in lengths]

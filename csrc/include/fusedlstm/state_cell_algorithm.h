@@ -44,7 +44,8 @@ std::tuple<at::Tensor, at::Tensor> state_cell_forward_impl(
 }
 
 // Returns (grad_input, grad_hx, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); those not asked
-// for are empty and their GEMMs skipped.
+// for are empty and their GEMMs skipped. The RNN's bias gradient is grad_b_ih alone (grad_b_hh
+// undefined), as state_layer_backward_impl's.
 template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 state_cell_backward_impl(StateCell cell, const at::Tensor& grad_hy, const at::Tensor& input,
@@ -95,7 +96,7 @@ state_cell_backward_impl(StateCell cell, const at::Tensor& grad_hy, const at::Te
           Backend::matmul_tn(grad_input_side, input),
           Backend::matmul_tn(grad_recurrent_side, h_prev),
           grad_b_ih,
-          sides_differ ? grad_recurrent_side.sum(0) : grad_b_ih.clone()};
+          sides_differ ? grad_recurrent_side.sum(0) : at::Tensor()};
 }
 
 }  // namespace fusedlstm

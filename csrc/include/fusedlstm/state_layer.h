@@ -17,7 +17,6 @@
 #include <fusedlstm/layer_steps.h>
 #include <fusedlstm/state_cell_units.h>
 
-#include <string>
 
 namespace fusedlstm {
 
@@ -39,6 +38,14 @@ struct StateShapes {
   int64_t gates;  // G = kGates * H
 };
 
+// A size that must be k * hidden_size; the message (built only on failure) names the argument.
+inline void check_gate_size(const at::Tensor& t, int64_t dim, int64_t k, int64_t hidden,
+                            const char* op, const char* name, const char* what) {
+  TORCH_CHECK(t.size(dim) == k * hidden, op, ": ", name, " ", what, " (", k,
+              "*hidden_size) (dim ", dim, ") is ", t.size(dim), ", expected ", k * hidden, " (",
+              name, " shape ", t.sizes(), ")");
+}
+
 inline StateShapes check_state_weights(StateCell cell, const at::Tensor& w_ih,
                                        const at::Tensor& w_hh,
                                        const c10::optional<at::Tensor>& b_ih,
@@ -51,15 +58,14 @@ inline StateShapes check_state_weights(StateCell cell, const at::Tensor& w_ih,
   TORCH_CHECK(w_ih.size(0) % k == 0 && w_ih.size(0) > 0, op, ": w_ih must have ", k,
               "*hidden_size rows, got ", w_ih.size(0));
   const int64_t H = w_ih.size(0) / k;
-  const std::string rows = std::to_string(k) + "*hidden_size";
-  check_size(w_hh, 0, k * H, op, "w_hh", ("row count (" + rows + ")").c_str());
+  check_gate_size(w_hh, 0, k, H, op, "w_hh", "row count");
   check_size(w_hh, 1, H, op, "w_hh", "column count (hidden_size)");
   for (const auto* b : {&b_ih, &b_hh}) {
     if (!b->has_value()) continue;
     const char* name = b == &b_ih ? "b_ih" : "b_hh";
     check_dim(**b, 1, op, name);
     check_like(**b, w_ih, op, name, "w_ih");
-    check_size(**b, 0, k * H, op, name, ("size (" + rows + ")").c_str());
+    check_gate_size(**b, 0, k, H, op, name, "size");
   }
   return {w_ih.size(1), H, k * H};
 }
@@ -144,7 +150,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
 
 // Returns (grad_input, grad_h0, grad_w_ih, grad_w_hh, grad_b_ih, grad_b_hh); grad_input and the
 // weight and bias gradients are empty when not needed. GRU's b_ih and b_hh gradients differ in
-// the candidate rows, so both are returned.
+// the candidate rows; the RNN's are one (grad_b_ih; grad_b_hh is then undefined).
 template <class Backend>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
 state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
@@ -241,7 +247,7 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
           finish_sum(grad_w_ih_t.t().contiguous(), dtype),
           finish_sum(grad_w_hh_t.t().contiguous(), dtype),
           bias_ih,
-          sides_differ ? finish_sum(grad_b_hh, dtype) : bias_ih.clone()};
+          sides_differ ? finish_sum(grad_b_hh, dtype) : at::Tensor()};
 }
 
 }  // namespace fusedlstm
