@@ -160,3 +160,114 @@ def _register_torchscript_symbolics() -> None:
 
 
 _register_torchscript_symbolics()
+
+
+# ---- GRU and Elman RNN: ONNX GRU / RNN nodes, both exporters ---------------------------------
+
+# cell -> (ONNX operator, PyTorch's gate blocks in ONNX's order, the node's attributes). ONNX's
+# GRU orders the rows z, r, h where PyTorch has r, z, n; linear_before_reset=1 is PyTorch's
+# n = tanh(x W_in + b_in + r * (h W_hn + b_hn)).
+_STATE_NODES = {
+    "gru": ("GRU", (1, 0, 2), {"linear_before_reset": 1}),
+    "tanh": ("RNN", (0,), {"activations": ["Tanh"]}),
+    "relu": ("RNN", (0,), {"activations": ["Relu"]}),
+}
+
+
+def _state_order(cell: str, hidden: int) -> Tensor:
+    return torch.cat([torch.arange(block * hidden, (block + 1) * hidden)
+                      for block in _STATE_NODES[cell][1]])
+
+
+def check_state_exportable(batch_sizes) -> None:
+    if batch_sizes is not None:
+        _refuse("a PackedSequence input",
+                "pass the padded batch (ONNX's GRU and RNN take padded input)")
+
+
+def state_layer(cell, input, h0, w_ih, w_hh, b_ih, b_hh, reverse):
+    """A GRU / RNN layer op's (output, h_n) as an ONNX GRU or RNN node (padded input)."""
+    operator, _, attributes = _STATE_NODES[cell]
+    hidden = w_hh.shape[1]
+    order = _state_order(cell, hidden).to(w_ih.device)
+    inputs = [input, w_ih[order].unsqueeze(0), w_hh[order].unsqueeze(0)]
+    if b_ih is None and b_hh is None:
+        inputs.append(None)
+    else:
+        b_ih = torch.zeros_like(b_hh) if b_ih is None else b_ih
+        b_hh = torch.zeros_like(b_ih) if b_hh is None else b_hh
+        inputs.append(torch.cat([b_ih[order], b_hh[order]]).unsqueeze(0))
+    inputs += [None, h0.unsqueeze(0)]  # None: no sequence_lens
+    steps, batch = input.shape[0], input.shape[1]
+    y, y_h = torch.onnx.ops.symbolic_multi_out(
+        operator, inputs,
+        {"hidden_size": hidden, "direction": "reverse" if reverse else "forward", **attributes},
+        dtypes=[input.dtype] * 2, shapes=[(steps, 1, batch, hidden), (1, batch, hidden)],
+        version=_OPSET)
+    return y.squeeze(1), y_h.squeeze(0)
+
+
+def state_cell(cell, input, hx, w_ih, w_hh, b_ih, b_hh):
+    """A GRU / RNN cell op's h' as a one-step node."""
+    return state_layer(cell, input.unsqueeze(0), hx, w_ih, w_hh, b_ih, b_hh, False)[1]
+
+
+def _ts_state_node(g, cell, x, h0, w_ih, w_hh, b_ih, b_hh, reverse: bool):
+    operator, _, attributes = _STATE_NODES[cell]
+    hidden = _ts_hidden_size(w_hh)
+
+    def permuted(weight):
+        order = g.op("Constant", value_t=_state_order(cell, hidden))
+        return g.op("Gather", weight, order, axis_i=0)
+
+    def unsqueezed(value):
+        return symbolic_helper._unsqueeze_helper(g, value, [0])
+
+    has_ih, has_hh = not symbolic_helper._is_none(b_ih), not symbolic_helper._is_none(b_hh)
+    inputs = [x, unsqueezed(permuted(w_ih)), unsqueezed(permuted(w_hh))]
+    if has_ih or has_hh:
+        b_ih = b_ih if has_ih else g.op("Sub", b_hh, b_hh)
+        b_hh = b_hh if has_hh else g.op("Sub", b_ih, b_ih)
+        inputs.append(unsqueezed(g.op("Concat", permuted(b_ih), permuted(b_hh), axis_i=0)))
+    else:
+        inputs.append(g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor()))
+    inputs += [g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor()), unsqueezed(h0)]
+    suffixed = {(f"{k}_i" if isinstance(v, int) else f"{k}_s"): v for k, v in attributes.items()}
+    return g.op(operator, *inputs, hidden_size_i=hidden,
+                direction_s="reverse" if reverse else "forward", outputs=2, **suffixed)
+
+
+def _ts_state_layer(cell):
+    def symbolic(g, input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, last):
+        check_state_exportable(None if symbolic_helper._is_none(batch_sizes) else batch_sizes)
+        reverse = bool(symbolic_helper._maybe_get_const(reverse, "b"))
+        kind = cell or symbolic_helper._maybe_get_const(last, "s")
+        y, y_h = _ts_state_node(g, kind, input, h0, w_ih, w_hh, b_ih, b_hh, reverse)
+        squeeze = symbolic_helper._squeeze_helper
+        outputs = (squeeze(g, y, [1]), squeeze(g, y_h, [0]))
+        return (*outputs, _ts_empty(g)) if cell == "gru" else outputs
+
+    return symbolic
+
+
+def _ts_gru_cell(g, input, hx, w_ih, w_hh, b_ih, b_hh):
+    x = symbolic_helper._unsqueeze_helper(g, input, [0])
+    _, y_h = _ts_state_node(g, "gru", x, hx, w_ih, w_hh, b_ih, b_hh, False)
+    return symbolic_helper._squeeze_helper(g, y_h, [0]), _ts_empty(g)
+
+
+def _ts_rnn_cell(g, input, hx, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    x = symbolic_helper._unsqueeze_helper(g, input, [0])
+    kind = symbolic_helper._maybe_get_const(nonlinearity, "s")
+    _, y_h = _ts_state_node(g, kind, x, hx, w_ih, w_hh, b_ih, b_hh, False)
+    return symbolic_helper._squeeze_helper(g, y_h, [0])
+
+
+def _register_state_symbolics() -> None:
+    torch.onnx.register_custom_op_symbolic("fusedlstm::gru_layer", _ts_state_layer("gru"), _OPSET)
+    torch.onnx.register_custom_op_symbolic("fusedlstm::rnn_layer", _ts_state_layer(None), _OPSET)
+    torch.onnx.register_custom_op_symbolic("fusedlstm::gru_cell", _ts_gru_cell, _OPSET)
+    torch.onnx.register_custom_op_symbolic("fusedlstm::rnn_cell", _ts_rnn_cell, _OPSET)
+
+
+_register_state_symbolics()

@@ -229,6 +229,10 @@ def gru_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tenso
               reverse: bool = False) -> tuple[Tensor, Tensor]:
     """One direction of one GRU layer over a sequence; returns (output, h_n). input (T, B, I) or
     PackedSequence data (N, I) with its batch_sizes; weights as nn.GRU's (rows r, z, n)."""
+    if _onnx.exporting():
+        _onnx.check_state_exportable(batch_sizes)
+        if not torch.jit.is_tracing():  # the default exporter (TorchScript's uses symbolics)
+            return _onnx.state_layer("gru", input, h0, w_ih, w_hh, b_ih, b_hh, reverse)
     train = needs_backward(input, h0, w_ih, w_hh, b_ih, b_hh)
     output, h_n, _ = _call("gru_layer", input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
                            train)
@@ -239,6 +243,10 @@ def rnn_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tenso
               b_hh: Tensor | None = None, batch_sizes: Tensor | None = None,
               reverse: bool = False, nonlinearity: str = "tanh") -> tuple[Tensor, Tensor]:
     """One direction of one Elman RNN layer (tanh or relu); returns (output, h_n)."""
+    if _onnx.exporting():
+        _onnx.check_state_exportable(batch_sizes)
+        if not torch.jit.is_tracing():
+            return _onnx.state_layer(nonlinearity, input, h0, w_ih, w_hh, b_ih, b_hh, reverse)
     output, h_n = _call("rnn_layer", input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
                         nonlinearity)
     return output, h_n
@@ -247,13 +255,17 @@ def rnn_layer(input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tenso
 def gru_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
              b_hh: Tensor | None = None) -> Tensor:
     """One GRU step on (B, I) input and (B, H) state; returns h'."""
+    if _onnx.exporting_with_dynamo():
+        return _onnx.state_cell("gru", input, hx, w_ih, w_hh, b_ih, b_hh)
     return _call("gru_cell", input, hx, w_ih, w_hh, b_ih, b_hh)[0]
 
 
 def rnn_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
              b_hh: Tensor | None = None, nonlinearity: str = "tanh") -> Tensor:
     """One Elman RNN step; returns h'."""
+    if _onnx.exporting_with_dynamo():
+        return _onnx.state_cell(nonlinearity, input, hx, w_ih, w_hh, b_ih, b_hh)
     return _call("rnn_cell", input, hx, w_ih, w_hh, b_ih, b_hh, nonlinearity)
 
 
-from . import _functorch  # noqa: E402
+from . import _functorch, _onnx  # noqa: E402

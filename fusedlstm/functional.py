@@ -192,6 +192,9 @@ def state_layers(
     w_ih, w_hh[, b_ih, b_hh]); returns (output, h_n). TorchScript-compatible."""
     directions = 2 if bidirectional else 1
     per_layer = 4 if bias else 2
+    if not torch.jit.is_scripting():  # (a condition of its own: TorchScript skips the block)
+        if _onnx.exporting():
+            _onnx.check_state_exportable(batch_sizes)
     x = input.transpose(0, 1) if batch_first and batch_sizes is None else input
     if hx is None:
         batch = int(batch_sizes[0]) if batch_sizes is not None else x.shape[1]

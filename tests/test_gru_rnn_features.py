@@ -163,3 +163,15 @@ def test_does_not_call_aten_rnn_kernels():
     names = {event.name for event in profile.events()}
     assert "fusedlstm::gru_layer" in names and "fusedlstm::gru_layer_backward" in names
     assert not names & {"aten::gru", "aten::gru_cell", "aten::rnn_tanh", "aten::linear"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jit_trace_runs_at_other_shapes_and_saves(kind, tmp_path):
+    ref, ours = make_pair(kind, 4, 6, num_layers=2, bidirectional=True)
+    traced = torch.jit.trace(ours, (torch.randn(5, 3, 4, dtype=torch.float64),))
+    path = tmp_path / "traced.pt"
+    traced.save(str(path))
+    loaded = torch.jit.load(str(path))
+    x = torch.randn(7, 2, 4, dtype=torch.float64)  # other length and batch than traced
+    for module in (traced, loaded):
+        assert_all_close(list(module(x)), list(ref(x)), kind, **tolerance("lstm", torch.float64))

@@ -1,10 +1,11 @@
-"""ONNX export with both exporters: standard ONNX LSTM nodes (default domain), run in
-onnxruntime with a batch and length other than the exported ones, against nn.LSTM's outputs."""
+"""ONNX export with both exporters: standard ONNX LSTM (GRU, RNN) nodes (default domain), run in
+onnxruntime with a batch and length other than the exported ones, against torch.nn's outputs."""
 
 import numpy as np
 import pytest
 import torch
 from lstm_pairs import make_pair
+from state_pairs import make_pair as make_state_pair
 from torch import nn
 
 import fusedlstm
@@ -123,3 +124,75 @@ def test_torch_export_keeps_the_fusedlstm_ops():
     targets = [str(node.target) for node in program.graph.nodes]
     assert targets.count("fusedlstm.lstm_layer.default") == 2
     assert not any("onnx" in target for target in targets)
+
+
+# ---- GRU and Elman RNN: ONNX GRU / RNN nodes ------------------------------------------------
+
+STATE_CONFIGS = [{}, {"num_layers": 2, "bidirectional": True, "batch_first": True},
+                 {"bias": False}]
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("config", STATE_CONFIGS, ids=str)
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
+def test_gru_and_rnn_export_to_standard_nodes(tmp_path, kind, config, dynamo):
+    ref, ours = make_state_pair(kind, 5, 7, dtype=torch.float32, **config)
+    ours.eval()
+    path = tmp_path / f"{kind}.onnx"
+    h0 = torch.randn(ours.num_layers * (2 if ours.bidirectional else 1), 3, 7)
+
+    class WithState(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x, h0):
+            return self.rnn(x, h0)
+
+    model = export(WithState(ours), (torch.randn(3, 3, 5), h0), path, dynamo, (), ["x", "h0"],
+                   ["y", "h"])
+    nodes = model.graph.node
+    assert all(node.domain == "" for node in nodes)
+    operator = "GRU" if kind == "gru" else "RNN"
+    assert sum(node.op_type == operator for node in nodes) == h0.shape[0]
+    x = torch.randn(3, 3, 5)
+    with torch.no_grad():
+        expected = ref(x, h0)
+    assert_outputs_close(run_onnx(path, {"x": x, "h0": h0}), expected)
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_gru_and_rnn_dynamic_shapes_and_cells(tmp_path, kind, dynamo):
+    ref, ours = make_state_pair(kind, 5, 7, dtype=torch.float32)
+    path = tmp_path / "layer.onnx"
+    export(ours.eval(), (torch.randn(4, 3, 5),), path, dynamo, (0, 1), ["x"], ["y", "h"])
+    x = torch.randn(6, 2, 5)  # other length and batch than exported
+    with torch.no_grad():
+        assert_outputs_close(run_onnx(path, {"x": x}), ref(x))
+    ref_cell, cell = make_state_pair(kind, 5, 7, dtype=torch.float32, cell=True)
+    path = tmp_path / "cell.onnx"
+    xc, hc = torch.randn(3, 5), torch.randn(3, 7)
+    export(cell, (xc, hc), path, dynamo, (), ["x", "h"], ["h_next"])
+    with torch.no_grad():
+        assert_outputs_close(run_onnx(path, {"x": xc, "h": hc}), (ref_cell(xc, hc),))
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_packed_gru_is_refused_by_name(tmp_path, dynamo):
+    _, ours = make_state_pair("gru", 5, 7, dtype=torch.float32)
+
+    class Packed(nn.Module):
+        def __init__(self, rnn):
+            super().__init__()
+            self.rnn = rnn
+
+        def forward(self, x):
+            packed = nn.utils.rnn.pack_padded_sequence(x, [3, 2])
+            return self.rnn(packed)[1]
+
+    with pytest.raises(Exception) as caught:
+        export(Packed(ours), (torch.randn(3, 2, 5),), tmp_path / "p.onnx", dynamo, (), ["x"],
+               ["h"])
+    messages = [str(caught.value), str(caught.value.__cause__)]
+    assert any("fusedlstm: ONNX export of a PackedSequence input" in m for m in messages), messages
