@@ -217,3 +217,14 @@ def test_inference_keeps_nothing_for_a_backward():
     for p in gru.parameters():
         p.requires_grad_(False)
     assert gru(x)[0].grad_fn is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("hidden", [1, 19])  # a scalar tail; whole vectors and a tail
+def test_relu_rnn_propagates_nan_as_nn(hidden, dtype):
+    """torch.relu passes NaN through; a ReLU written as x > 0 ? x : 0 would turn it into 0."""
+    ref, ours = make_pair("rnn_relu", 3, hidden, dtype)
+    x = torch.randn(4, 2, 3, dtype=dtype)
+    x[1, 0, 0] = float("nan")
+    for a, b in zip(ours(x), ref(x), strict=True):
+        torch.testing.assert_close(a, b, equal_nan=True, atol=1e-2, rtol=1e-2)

@@ -80,10 +80,11 @@ struct GruMath {
 };
 
 // ReLU and its derivative from the output, as a policy the CPU vectors specialise (the scalar
-// comparison does not exist for at::vec types).
+// comparison does not exist for at::vec types). NaN passes through, as torch.relu's (and
+// at::vec::maximum's) does.
 template <typename T>
 struct Rectifier {
-  static C10_HOST_DEVICE inline T relu(T x) { return x > T(0) ? x : T(0); }
+  static C10_HOST_DEVICE inline T relu(T x) { return x < T(0) ? T(0) : x; }
   static C10_HOST_DEVICE inline T grad(T grad_out, T out) { return out > T(0) ? grad_out : T(0); }
 };
 
