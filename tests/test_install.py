@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from fusedlstm import _build_info, _loader
@@ -43,3 +44,14 @@ def test_python_m_fusedlstm_says_why_cuda_is_not_loaded():
     import fusedlstm
 
     assert ("True" in line) if fusedlstm.CUDA_LOADED else _loader.cuda_unavailable_reason in line
+
+
+def test_compiled_cuda_kernels_link_completely():
+    """A CUDA build's library resolves every symbol: it loads wherever torch's CUDA runtime does
+    (no GPU or driver needed to load it). A launcher declared for the CUDA back-end but not
+    compiled into it fails here with `undefined symbol`, before any GPU sees it."""
+    if not _build_info.CUDA_COMPILED:
+        pytest.skip("a CPU-only build: no CUDA library to link")
+    import fusedlstm
+
+    assert fusedlstm.CUDA_LOADED, _loader.cuda_unavailable_reason

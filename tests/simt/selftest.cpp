@@ -37,6 +37,11 @@ void check(bool ok, const std::string& what) {
   }
 }
 
+template <typename T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
 // Whether fn throws an exception whose message contains `needle`.
 bool throws_with(const std::function<void()>& fn, const std::string& needle) {
   try {
@@ -197,6 +202,84 @@ void test_pointwise_kernels(int64_t rows, int64_t hidden, c10::ScalarType dtype)
         "pointwise backward " + name);
 }
 
+// The GRU / Elman RNN kernels (one instantiation per cell), emulated, against their per-unit
+// functions one unit at a time, bit for bit: forward (h_t into the output and the carried state,
+// which aliases h_{t-1}, and the saved values) and backward (both sides' gradients and GRU's
+// direct dL/dh_{t-1}, which aliases dL/dh_t from later steps).
+template <typename T>
+void test_state_kernels(fusedlstm::StateCell cell, int64_t rows, int64_t hidden,
+                        c10::ScalarType dtype) {
+  using fusedlstm::StateBackwardArgs;
+  using fusedlstm::StateForwardArgs;
+  const int64_t G = fusedlstm::state_cell_gates(cell) * hidden;
+  const int64_t saved_per_row = fusedlstm::state_cell_saved(cell) * hidden;
+  const auto make = [](int64_t n, float scale) {
+    std::vector<T> values(n);
+    const auto floats = ramp(n, scale);
+    for (int64_t i = 0; i < n; ++i) values[i] = static_cast<T>(floats[i] / 11.0f - 0.2f);
+    return values;
+  };
+  const std::string name = std::string(c10::toString(dtype)) + " cell " +
+                           std::to_string(static_cast<int>(cell)) + " rows " +
+                           std::to_string(rows) + " hidden " + std::to_string(hidden);
+  const auto x_part = make(rows * G, 1.0f), h_part = make(rows * G, 0.3f), bias = make(G, 0.5f);
+  const auto runs = [&](auto&& body) {
+    for (int run = 0; run < 2; ++run) body(run);
+  };
+  std::vector<std::vector<T>> state(2, make(rows * hidden, 0.7f)),
+      out(2, std::vector<T>(rows * hidden)), saved(2, std::vector<T>(rows * saved_per_row));
+  const auto h_prev = state[0];
+  runs([&](int run) {
+    const StateForwardArgs args{cell, dtype, rows, hidden, x_part.data(), h_part.data(),
+                                bias.data(), state[run].data(), out[run].data(),
+                                state[run].data(), saved_per_row ? saved[run].data() : nullptr};
+    if (run == 0) {
+      fusedlstm::kernels::launch_state_pointwise(args, [](auto kernel, int blocks, int threads,
+                                                          const auto& a) {
+        launch(kernel, dim3(blocks), dim3(threads), 0, a);
+      });
+    } else {
+      fusedlstm::with_state_cell(cell, [&](auto math) {
+        for (int64_t u = 0; u < rows * hidden; ++u) {
+          fusedlstm::kernels::StateUnits<decltype(math)>::template run<T>(args, u / hidden,
+                                                                          u % hidden);
+        }
+      });
+    }
+  });
+  check(same_bits(out[0], out[1]) && same_bits(state[0], state[1]) &&
+            same_bits(saved[0], saved[1]),
+        "state forward " + name);
+  const auto grad_h = make(rows * hidden, 0.9f);
+  std::vector<std::vector<T>> grad_state(2, make(rows * hidden, 0.2f)),
+      input_side(2, std::vector<T>(rows * G)), recurrent_side(2, std::vector<T>(rows * G));
+  const bool gru = cell == fusedlstm::StateCell::kGru;
+  runs([&](int run) {
+    const StateBackwardArgs args{
+        cell, dtype, rows, hidden, grad_h.data(), grad_state[run].data(),
+        saved_per_row ? saved[1].data() : nullptr, out[1].data(), h_prev.data(),
+        input_side[run].data(), gru ? recurrent_side[run].data() : input_side[run].data(),
+        gru ? grad_state[run].data() : nullptr};
+    if (run == 0) {
+      fusedlstm::kernels::launch_state_pointwise(args, [](auto kernel, int blocks, int threads,
+                                                          const auto& a) {
+        launch(kernel, dim3(blocks), dim3(threads), 0, a);
+      });
+    } else {
+      fusedlstm::with_state_cell(cell, [&](auto math) {
+        for (int64_t u = 0; u < rows * hidden; ++u) {
+          fusedlstm::kernels::StateUnits<decltype(math)>::template run<T>(args, u / hidden,
+                                                                          u % hidden);
+        }
+      });
+    }
+  });
+  check(same_bits(input_side[0], input_side[1]) && same_bits(recurrent_side[0],
+                                                               recurrent_side[1]) &&
+            same_bits(grad_state[0], grad_state[1]),
+        "state backward " + name);
+}
+
 #endif
 
 #if FUSEDLSTM_SIMT_PLANT == 0 || FUSEDLSTM_SIMT_PLANT == 3
@@ -206,11 +289,6 @@ std::vector<T> scaled_ramp(size_t n, float scale) {
   std::vector<T> values;
   for (float v : ramp(n, scale)) values.push_back(static_cast<T>(v / 11.0f));
   return values;
-}
-
-template <typename T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 
 // How a persistent test runs its steps: the same per-unit code on this thread, or a kernel.
@@ -402,6 +480,14 @@ int main() {
   run("pointwise kernels float16", [] { test_pointwise_kernels<c10::Half>(3, 37, c10::kHalf); });
   run("pointwise kernels bfloat16",
       [] { test_pointwise_kernels<c10::BFloat16>(3, 37, c10::kBFloat16); });
+  run("GRU and RNN kernels", [] {
+    using fusedlstm::StateCell;
+    for (const StateCell cell : {StateCell::kGru, StateCell::kRnnTanh, StateCell::kRnnRelu}) {
+      test_state_kernels<float>(cell, 5, 300, c10::kFloat);  // 6 blocks
+      test_state_kernels<double>(cell, 3, 37, c10::kDouble);
+      test_state_kernels<c10::BFloat16>(cell, 3, 37, c10::kBFloat16);
+    }
+  });
 #endif
 #if FUSEDLSTM_SIMT_PLANT == 0 || FUSEDLSTM_SIMT_PLANT == 3
   run("persistent kernels float32", [] {
