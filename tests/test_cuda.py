@@ -297,3 +297,42 @@ def run_packed_or_not(module, x):
     outputs, grads = run(module, x, None)
     module.zero_grad()
     return outputs, grads
+
+
+# ---- GRU and Elman RNN on the GPU ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
+def test_gru_and_rnn_match_nn_on_cuda(kind, packed, dtype):
+    """Against cuDNN's nn.GRU / nn.RNN: 2 layers, bidirectional, fwd + bwd."""
+    from state_pairs import make_pair as make_state_pair
+    from state_pairs import run as run_state
+    from state_pairs import run_packed
+
+    ref, ours = to_cuda(*make_state_pair(kind, 4, 6, dtype, num_layers=2, bidirectional=True))
+    x = torch.randn(5, 3, 4, dtype=dtype, device=CUDA)
+    lengths = torch.tensor([5, 2, 4])
+    out = [run_packed(m, x, lengths, None) if packed else run_state(m, x, None)
+           for m in (ours, ref)]
+    for a, b in zip(out[0][0] + out[0][1], out[1][0] + out[1][1], strict=True):
+        assert a.device.type == "cuda"
+        torch.testing.assert_close(a, b, **tolerance("lstm", dtype))
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_gru_and_rnn_cells_and_emulation_on_cuda(kind):
+    """The cells against nn's on the GPU, and the GPU layer equal to its emulated kernels."""
+    from state_pairs import make_pair as make_state_pair
+
+    ref, ours = to_cuda(*make_state_pair(kind, 4, 6, torch.float64, cell=True))
+    x, h = (torch.randn(3, n, dtype=torch.float64, device=CUDA) for n in (4, 6))
+    torch.testing.assert_close(ours(x, h), ref(x, h), **tolerance("cell", torch.float64))
+    _, layer = make_state_pair(kind, 4, 6, torch.float64)
+    xs = torch.randn(5, 3, 4, dtype=torch.float64)
+    with fusedlstm.simt.emulated_cuda_kernels():
+        emulated = layer(xs)
+    on_gpu = layer.to(CUDA)(xs.to(CUDA))
+    for a, b in zip(on_gpu, emulated, strict=True):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-12, atol=1e-12)
