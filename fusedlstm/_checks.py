@@ -42,16 +42,21 @@ def check_like(t: Tensor, ref: Tensor, op: str, name: str, ref_name: str) -> Non
                          "tensors must be on one device")
 
 
-def check_weights(w_ih, w_hh, b_ih, b_hh, w_hr, op: str) -> tuple:
-    """Returns (input_size, hidden, proj), as check_weights does."""
+def _check_weight_matrices(gates: int, w_ih, w_hh, op: str) -> None:
+    """w_ih's dtype, both matrices 2-D and alike, w_ih's rows a positive multiple of gates."""
     torch._check(w_ih.dtype in FLOATING,
                  lambda: f"{op}: w_ih has dtype {_dtype(w_ih)}, expected one of float32, "
                          "float64, bfloat16, float16")
     check_dim(w_ih, 2, op, "w_ih")
     check_dim(w_hh, 2, op, "w_hh")
     check_like(w_hh, w_ih, op, "w_hh", "w_ih")
-    torch._check(w_ih.shape[0] % 4 == 0 and w_ih.shape[0] > 0,
-                 lambda: f"{op}: w_ih must have 4*hidden_size rows, got {w_ih.shape[0]}")
+    torch._check(w_ih.shape[0] % gates == 0 and w_ih.shape[0] > 0,
+                 lambda: f"{op}: w_ih must have {gates}*hidden_size rows, got {w_ih.shape[0]}")
+
+
+def check_weights(w_ih, w_hh, b_ih, b_hh, w_hr, op: str) -> tuple:
+    """Returns (input_size, hidden, proj), as check_weights does."""
+    _check_weight_matrices(4, w_ih, w_hh, op)
     input_size, hidden = w_ih.shape[1], w_ih.shape[0] // 4
     proj = hidden
     if w_hr is not None:
@@ -115,14 +120,7 @@ def check_layer(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, op: st
 def check_state_weights(gates: int, w_ih, w_hh, b_ih, b_hh, op: str) -> tuple:
     """A GRU (gates=3) or RNN (gates=1) cell's weights; returns (input_size, hidden), as
     state_layer.h's check_state_weights."""
-    torch._check(w_ih.dtype in FLOATING,
-                 lambda: f"{op}: w_ih has dtype {_dtype(w_ih)}, expected one of float32, "
-                         "float64, bfloat16, float16")
-    check_dim(w_ih, 2, op, "w_ih")
-    check_dim(w_hh, 2, op, "w_hh")
-    check_like(w_hh, w_ih, op, "w_hh", "w_ih")
-    torch._check(w_ih.shape[0] % gates == 0 and w_ih.shape[0] > 0,
-                 lambda: f"{op}: w_ih must have {gates}*hidden_size rows, got {w_ih.shape[0]}")
+    _check_weight_matrices(gates, w_ih, w_hh, op)
     hidden = w_ih.shape[0] // gates
     check_size(w_hh, 0, gates * hidden, op, "w_hh", f"row count ({gates}*hidden_size)")
     check_size(w_hh, 1, hidden, op, "w_hh", "column count (hidden_size)")

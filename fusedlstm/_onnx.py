@@ -43,17 +43,22 @@ def check_exportable(w_hr, batch_sizes) -> None:
 # ---- the default (dynamo) exporter: torch.onnx.ops.symbolic_multi_out in the traced graph --
 
 
+def _weight_inputs(x, w_ih, w_hh, b_ih, b_hh, order: Tensor) -> list:
+    """X, W, R, B of an ONNX LSTM / GRU / RNN node (one direction): the gate rows in ONNX's
+    `order`, the two biases concatenated (zeros for a missing one; B absent without either)."""
+    order = order.to(w_ih.device)
+    inputs = [x, w_ih[order].unsqueeze(0), w_hh[order].unsqueeze(0)]
+    if b_ih is None and b_hh is None:
+        return inputs + [None]
+    b_ih = torch.zeros_like(b_hh) if b_ih is None else b_ih
+    b_hh = torch.zeros_like(b_ih) if b_hh is None else b_hh
+    return inputs + [torch.cat([b_ih[order], b_hh[order]]).unsqueeze(0)]
+
+
 def _lstm_node(x, w_ih, w_hh, b_ih, b_hh, h0, c0, reverse):
     """The LSTM node on (T, B, I) input and (B, H) states; returns its (Y, Y_h, Y_c)."""
     hidden = w_hh.shape[1]
-    order = _onnx_gate_order(hidden).to(w_ih.device)
-    inputs = [x, w_ih[order].unsqueeze(0), w_hh[order].unsqueeze(0)]
-    if b_ih is None and b_hh is None:
-        inputs.append(None)
-    else:
-        b_ih = torch.zeros_like(b_hh) if b_ih is None else b_ih
-        b_hh = torch.zeros_like(b_ih) if b_hh is None else b_hh
-        inputs.append(torch.cat([b_ih[order], b_hh[order]]).unsqueeze(0))
+    inputs = _weight_inputs(x, w_ih, w_hh, b_ih, b_hh, _onnx_gate_order(hidden))
     inputs += [None, h0.unsqueeze(0), c0.unsqueeze(0)]  # None: no sequence_lens
     steps, batch = x.shape[0], x.shape[1]
     return torch.onnx.ops.symbolic_multi_out(
@@ -102,24 +107,31 @@ def exporting_with_dynamo() -> bool:
 # ---- the TorchScript exporter (dynamo=False): symbolic functions for the ops ----------------
 
 
-def _ts_lstm_node(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, hidden: int, reverse: bool):
-    def permuted(weight):
-        order = g.op("Constant", value_t=_onnx_gate_order(hidden))
-        return g.op("Gather", weight, order, axis_i=0)
+def _ts_none(g):
+    return g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor())
 
-    def unsqueezed(value):
-        return symbolic_helper._unsqueeze_helper(g, value, [0])
+
+def _ts_unsqueezed(g, value):
+    return symbolic_helper._unsqueeze_helper(g, value, [0])
+
+
+def _ts_weight_inputs(g, x, w_ih, w_hh, b_ih, b_hh, order: Tensor) -> list:
+    """_weight_inputs in the TorchScript exporter's graph."""
+    def permuted(weight):
+        return g.op("Gather", weight, g.op("Constant", value_t=order), axis_i=0)
 
     has_ih, has_hh = not symbolic_helper._is_none(b_ih), not symbolic_helper._is_none(b_hh)
-    inputs = [x, unsqueezed(permuted(w_ih)), unsqueezed(permuted(w_hh))]
-    if has_ih or has_hh:
-        b_ih = b_ih if has_ih else g.op("Sub", b_hh, b_hh)  # zeros of b_hh's type and shape
-        b_hh = b_hh if has_hh else g.op("Sub", b_ih, b_ih)
-        inputs.append(unsqueezed(g.op("Concat", permuted(b_ih), permuted(b_hh), axis_i=0)))
-    else:
-        inputs.append(g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor()))
-    none = g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor())
-    inputs += [none, unsqueezed(h0), unsqueezed(c0)]
+    inputs = [x, _ts_unsqueezed(g, permuted(w_ih)), _ts_unsqueezed(g, permuted(w_hh))]
+    if not (has_ih or has_hh):
+        return inputs + [_ts_none(g)]
+    b_ih = b_ih if has_ih else g.op("Sub", b_hh, b_hh)  # zeros of b_hh's type and shape
+    b_hh = b_hh if has_hh else g.op("Sub", b_ih, b_ih)
+    return inputs + [_ts_unsqueezed(g, g.op("Concat", permuted(b_ih), permuted(b_hh), axis_i=0))]
+
+
+def _ts_lstm_node(g, x, h0, c0, w_ih, w_hh, b_ih, b_hh, hidden: int, reverse: bool):
+    inputs = _ts_weight_inputs(g, x, w_ih, w_hh, b_ih, b_hh, _onnx_gate_order(hidden))
+    inputs += [_ts_none(g), _ts_unsqueezed(g, h0), _ts_unsqueezed(g, c0)]
     return g.op("LSTM", *inputs, hidden_size_i=hidden,
                 direction_s="reverse" if reverse else "forward", outputs=3)
 
@@ -189,14 +201,7 @@ def state_layer(cell, input, h0, w_ih, w_hh, b_ih, b_hh, reverse):
     """A GRU / RNN layer op's (output, h_n) as an ONNX GRU or RNN node (padded input)."""
     operator, _, attributes = _STATE_NODES[cell]
     hidden = w_hh.shape[1]
-    order = _state_order(cell, hidden).to(w_ih.device)
-    inputs = [input, w_ih[order].unsqueeze(0), w_hh[order].unsqueeze(0)]
-    if b_ih is None and b_hh is None:
-        inputs.append(None)
-    else:
-        b_ih = torch.zeros_like(b_hh) if b_ih is None else b_ih
-        b_hh = torch.zeros_like(b_ih) if b_hh is None else b_hh
-        inputs.append(torch.cat([b_ih[order], b_hh[order]]).unsqueeze(0))
+    inputs = _weight_inputs(input, w_ih, w_hh, b_ih, b_hh, _state_order(cell, hidden))
     inputs += [None, h0.unsqueeze(0)]  # None: no sequence_lens
     steps, batch = input.shape[0], input.shape[1]
     y, y_h = torch.onnx.ops.symbolic_multi_out(
@@ -215,23 +220,8 @@ def state_cell(cell, input, hx, w_ih, w_hh, b_ih, b_hh):
 def _ts_state_node(g, cell, x, h0, w_ih, w_hh, b_ih, b_hh, reverse: bool):
     operator, _, attributes = _STATE_NODES[cell]
     hidden = _ts_hidden_size(w_hh)
-
-    def permuted(weight):
-        order = g.op("Constant", value_t=_state_order(cell, hidden))
-        return g.op("Gather", weight, order, axis_i=0)
-
-    def unsqueezed(value):
-        return symbolic_helper._unsqueeze_helper(g, value, [0])
-
-    has_ih, has_hh = not symbolic_helper._is_none(b_ih), not symbolic_helper._is_none(b_hh)
-    inputs = [x, unsqueezed(permuted(w_ih)), unsqueezed(permuted(w_hh))]
-    if has_ih or has_hh:
-        b_ih = b_ih if has_ih else g.op("Sub", b_hh, b_hh)
-        b_hh = b_hh if has_hh else g.op("Sub", b_ih, b_ih)
-        inputs.append(unsqueezed(g.op("Concat", permuted(b_ih), permuted(b_hh), axis_i=0)))
-    else:
-        inputs.append(g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor()))
-    inputs += [g.op("prim::Constant").setType(torch._C.OptionalType.ofTensor()), unsqueezed(h0)]
+    inputs = _ts_weight_inputs(g, x, w_ih, w_hh, b_ih, b_hh, _state_order(cell, hidden))
+    inputs += [_ts_none(g), _ts_unsqueezed(g, h0)]
     suffixed = {(f"{k}_i" if isinstance(v, int) else f"{k}_s"): v for k, v in attributes.items()}
     return g.op(operator, *inputs, hidden_size_i=hidden,
                 direction_s="reverse" if reverse else "forward", outputs=2, **suffixed)

@@ -34,28 +34,29 @@ const RowKernels& selected_row_kernels() {
   return kernels;
 }
 
-void CpuBackend::forward(const PointwiseForwardArgs& args) {
-  const ForwardRowsFn kernel = selected_row_kernels().forward;
+namespace {
+// A pass over a step's rows, split into tasks of rows_per_task rows.
+template <typename Args, typename Kernel>
+void over_rows(const Args& args, Kernel kernel) {
   at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
                    [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+}  // namespace
+
+void CpuBackend::forward(const PointwiseForwardArgs& args) {
+  over_rows(args, selected_row_kernels().forward);
 }
 
 void CpuBackend::backward(const PointwiseBackwardArgs& args) {
-  const BackwardRowsFn kernel = selected_row_kernels().backward;
-  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
-                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  over_rows(args, selected_row_kernels().backward);
 }
 
 void CpuBackend::state_forward(const StateForwardArgs& args) {
-  const StateForwardRowsFn kernel = selected_row_kernels().state_forward;
-  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
-                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  over_rows(args, selected_row_kernels().state_forward);
 }
 
 void CpuBackend::state_backward(const StateBackwardArgs& args) {
-  const StateBackwardRowsFn kernel = selected_row_kernels().state_backward;
-  at::parallel_for(0, args.rows, rows_per_task(args.dtype, args.hidden),
-                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  over_rows(args, selected_row_kernels().state_backward);
 }
 
 }  // namespace fusedlstm::cpu

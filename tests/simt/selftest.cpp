@@ -202,6 +202,25 @@ void test_pointwise_kernels(int64_t rows, int64_t hidden, c10::ScalarType dtype)
         "pointwise backward " + name);
 }
 
+// A GRU / RNN pass through its CUDA kernel, emulated; and one unit at a time on this thread.
+template <typename Args>
+void launch_state_emulated(const Args& args) {
+  fusedlstm::kernels::launch_state_pointwise(args, [](auto kernel, int blocks, int threads,
+                                                      const auto& a) {
+    launch(kernel, dim3(blocks), dim3(threads), 0, a);
+  });
+}
+
+template <typename T, typename Args>
+void run_state_sequentially(const Args& args) {
+  fusedlstm::with_state_cell(args.cell, [&](auto math) {
+    for (int64_t u = 0; u < args.rows * args.hidden; ++u) {
+      fusedlstm::kernels::StateUnits<decltype(math)>::template run<T>(args, u / args.hidden,
+                                                                      u % args.hidden);
+    }
+  });
+}
+
 // The GRU / Elman RNN kernels (one instantiation per cell), emulated, against their per-unit
 // functions one unit at a time, bit for bit: forward (h_t into the output and the carried state,
 // which aliases h_{t-1}, and the saved values) and backward (both sides' gradients and GRU's
@@ -233,19 +252,7 @@ void test_state_kernels(fusedlstm::StateCell cell, int64_t rows, int64_t hidden,
     const StateForwardArgs args{cell, dtype, rows, hidden, x_part.data(), h_part.data(),
                                 bias.data(), state[run].data(), out[run].data(),
                                 state[run].data(), saved_per_row ? saved[run].data() : nullptr};
-    if (run == 0) {
-      fusedlstm::kernels::launch_state_pointwise(args, [](auto kernel, int blocks, int threads,
-                                                          const auto& a) {
-        launch(kernel, dim3(blocks), dim3(threads), 0, a);
-      });
-    } else {
-      fusedlstm::with_state_cell(cell, [&](auto math) {
-        for (int64_t u = 0; u < rows * hidden; ++u) {
-          fusedlstm::kernels::StateUnits<decltype(math)>::template run<T>(args, u / hidden,
-                                                                          u % hidden);
-        }
-      });
-    }
+    run == 0 ? launch_state_emulated(args) : run_state_sequentially<T>(args);
   });
   check(same_bits(out[0], out[1]) && same_bits(state[0], state[1]) &&
             same_bits(saved[0], saved[1]),
@@ -260,19 +267,7 @@ void test_state_kernels(fusedlstm::StateCell cell, int64_t rows, int64_t hidden,
         saved_per_row ? saved[1].data() : nullptr, out[1].data(), h_prev.data(),
         input_side[run].data(), gru ? recurrent_side[run].data() : input_side[run].data(),
         gru ? grad_state[run].data() : nullptr};
-    if (run == 0) {
-      fusedlstm::kernels::launch_state_pointwise(args, [](auto kernel, int blocks, int threads,
-                                                          const auto& a) {
-        launch(kernel, dim3(blocks), dim3(threads), 0, a);
-      });
-    } else {
-      fusedlstm::with_state_cell(cell, [&](auto math) {
-        for (int64_t u = 0; u < rows * hidden; ++u) {
-          fusedlstm::kernels::StateUnits<decltype(math)>::template run<T>(args, u / hidden,
-                                                                          u % hidden);
-        }
-      });
-    }
+    run == 0 ? launch_state_emulated(args) : run_state_sequentially<T>(args);
   });
   check(same_bits(input_side[0], input_side[1]) && same_bits(recurrent_side[0],
                                                                recurrent_side[1]) &&
