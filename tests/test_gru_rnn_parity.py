@@ -228,3 +228,17 @@ def test_relu_rnn_propagates_nan_as_nn(hidden, dtype):
     x[1, 0, 0] = float("nan")
     for a, b in zip(ours(x), ref(x), strict=True):
         torch.testing.assert_close(a, b, equal_nan=True, atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_input_projection_and_backward_in_several_chunks(kind):
+    """B=64, H=512 float64: the input projection runs ~4 steps at a time and the backward in
+    chunks of ~5 steps (layer_steps.h), so both cross chunk boundaries; packed rows leaving and
+    the reverse direction included."""
+    ref, ours = make_pair(kind, 16, 512, bidirectional=True)
+    lengths = torch.tensor([11] * 40 + [7] * 20 + [2] * 4)
+    x = torch.randn(11, 64, 16, dtype=torch.float64)
+    out_ref, grads_ref = run_packed(ref, x, lengths, None)
+    out, grads = run_packed(ours, x, lengths, None)
+    assert_all_close(out, out_ref, "outputs", **tolerance("lstm", torch.float64))
+    assert_all_close(grads, grads_ref, "grads", **tolerance("lstm", torch.float64))

@@ -111,9 +111,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
                          : at::empty({0}, input.options());
   at::Tensor h_part = Backend::empty({s.batch, G}, input.options());
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch, s.steps);
-  // Training projects all steps at once; inference a few steps at a time into a buffer that
-  // stays in cache (layer_steps.h).
-  const int64_t chunk = train ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
+  // The input projection a few steps at a time into a buffer that stays in cache
+  // (layer_steps.h), training too: the backward keeps none of it (what it needs is `saved`), so
+  // a projection of all steps would only raise the peak memory by N x G.
+  const int64_t chunk = layer_detail::inference_chunk_steps(s, G, elem);
   const int64_t chunk_count = (s.steps + chunk - 1) / chunk;
   const typename Backend::StepGemm input_projection(
       w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch, chunk_count);
