@@ -136,7 +136,8 @@ def lstm_layers(
 
 # ---- GRU and Elman RNN ----------------------------------------------------------------------
 
-_NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}
+def _nonlinearity(mode: str) -> str:
+    return "relu" if mode == "RNN_RELU" else "tanh"
 
 
 def gru_cell(input: Tensor, hx: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None = None,
@@ -166,12 +167,12 @@ def _state_layer(mode: str, input: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tenso
                                                 reverse, train)
             return gru[0], gru[1]
         rnn = torch.ops.fusedlstm.rnn_layer(input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes,
-                                            reverse, _NONLINEARITY[mode])
+                                            reverse, _nonlinearity(mode))
         return rnn[0], rnn[1]
     if mode == "GRU":
         return ops.gru_layer(input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
     return ops.rnn_layer(input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
-                         _NONLINEARITY[mode])
+                         _nonlinearity(mode))
 
 
 def state_layers(

@@ -146,3 +146,66 @@ def test_saved_module_loads_and_runs_in_a_fresh_process(tmp_path, how):
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "loaded and ran" in done.stdout
+
+
+# ---- GRU and Elman RNN ------------------------------------------------------------------
+
+
+class StateTagger(nn.Module):
+    def __init__(self, rnn: nn.Module):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: Tensor) -> Tensor:
+        output, h_n = self.rnn(x)
+        return output.sin().sum() + h_n.sum()
+
+
+class StatePackedTagger(StateTagger):
+    def forward(self, x: PackedSequence) -> Tensor:
+        return self.rnn(x)[1]
+
+
+class StateDecoder(nn.Module):
+    def __init__(self, cell: nn.Module):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.zeros(x.shape[1], self.cell.hidden_size, dtype=x.dtype)
+        for step in range(x.shape[0]):
+            h = self.cell(x[step], h)
+        return h
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
+def test_gru_and_rnn_script_match_nn_forward_and_backward(kind, tmp_path):
+    from state_pairs import make_pair as make_state_pair
+
+    ref, ours = make_state_pair(kind, 4, 6, num_layers=2, bidirectional=True)
+    scripted = torch.jit.script(StateTagger(ours))
+    assert "fusedlstm::" in str(scripted.inlined_graph)
+    path = tmp_path / "scripted.pt"
+    scripted.save(str(path))
+    x = torch.randn(5, 3, 4, dtype=F64)
+    results = []
+    for model in (torch.jit.load(str(path)), StateTagger(ref)):
+        model.zero_grad()
+        loss = model(x)
+        loss.backward()
+        results.append([loss] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, **tolerance("lstm", F64))
+    packed = pack_padded_sequence(x, [5, 3, 2])
+    torch.testing.assert_close(torch.jit.script(StatePackedTagger(ours))(packed),
+                               StatePackedTagger(ref)(packed), **tolerance("lstm", F64))
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn_relu"])
+def test_scripted_gru_and_rnn_cell_decoder(kind):
+    from state_pairs import make_pair as make_state_pair
+
+    ref, ours = make_state_pair(kind, 4, 6, cell=True)
+    x = torch.randn(5, 3, 4, dtype=F64)
+    torch.testing.assert_close(torch.jit.script(StateDecoder(ours))(x), StateDecoder(ref)(x),
+                               **tolerance("cell", F64))
