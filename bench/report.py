@@ -259,7 +259,8 @@ def update_readme(report_path: Path, readme: Path) -> None:
     report = report_path.read_text()
     summary = report[report.index("## Summary") + len("## Summary"):
                      report.index("## LSTM layer stack")].strip()
-    memory = report[report.index("| shape | fusedlstm.LSTM MiB"):].split("\n\n")[0].strip()
+    memory_section = report[report.index("| shape | fusedlstm.LSTM MiB"):]
+    memory = memory_section.split("\n## ")[0].strip()  # the LSTM's table, then GRU's and RNN's
     cells = [section.split("\n\n", 1) for section in report.split("## LSTMCell in a loop: ")[1:]]
     cell_tables = "".join(f"\n\nLSTMCell in a Python loop, {title.strip()}:\n\n"
                           f"{table.split(chr(10) + '## ')[0].strip()}" for title, table in cells)
