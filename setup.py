@@ -140,6 +140,7 @@ cpu_sources = [
     CSRC / "ops.cpp",
     CSRC / "switches.cpp",
     CSRC / "autocast.cpp",
+    CSRC / "cell_autograd.cpp",
     CSRC / "cpu" / "ops_cpu.cpp",
     CSRC / "cpu" / "layer_cpu.cpp",
     CSRC / "cpu" / "pointwise_cpu.cpp",

@@ -1,5 +1,6 @@
 // Every op schema of the `fusedlstm` namespace, in one place. Device implementations register in
-// cpu/ops_cpu.cpp and cuda/ops_cuda.cpp; fake kernels and autograd in fusedlstm/ops.py.
+// cpu/ops_cpu.cpp and cuda/ops_cuda.cpp; fake kernels in fusedlstm/ops.py and _state_ops.py, the
+// layers' autograd there too, the cells' in cell_autograd.cpp.
 #include <torch/library.h>
 
 #include "cpu/buffer_pool.h"

@@ -209,9 +209,8 @@ def _cell_backward(ctx, grad_hy, *_unused):
 for _name in ("gru_layer", "rnn_layer"):
     torch.library.register_autograd(f"fusedlstm::{_name}", _layer_backward,
                                     setup_context=_layer_setup_context)
-for _name in ("gru_cell", "rnn_cell"):
-    torch.library.register_autograd(f"fusedlstm::{_name}", _cell_backward,
-                                    setup_context=_cell_setup_context)
+# The cell ops' own autograd is C++ (csrc/cell_autograd.cpp); _cell_setup_context and
+# _cell_backward serve their torch.func Functions (_functorch.state_function).
 
 
 # ---- wrappers -------------------------------------------------------------------------------

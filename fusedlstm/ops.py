@@ -114,9 +114,8 @@ def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_gates):
                  for g, has, need in zip(grads, present, needs, strict=True))
 
 
-torch.library.register_autograd(
-    "fusedlstm::lstm_cell", _lstm_cell_backward, setup_context=_lstm_cell_setup_context
-)
+# The op's own autograd is C++ (csrc/cell_autograd.cpp: a cell loop pays the Python formula per
+# step); the two functions above are the formula of the torch.func Function (_functorch).
 
 
 def lstm_cell(
