@@ -52,7 +52,8 @@ CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_r
   const bool repeated = calls > 1;  // packing costs about one multiply: worth it only then
   if (worth_onednn(weight.scalar_type(), max_rows, w.size(0), w.size(1))) {
     onednn_weight_ = repeated ? onednn_pack_weight(w, max_rows) : w;
-  } else if (repeated && weight.scalar_type() == at::kFloat && MklPackedWeight::available()) {
+  } else if (repeated && max_rows >= kMklPackMinRows && weight.scalar_type() == at::kFloat &&
+             MklPackedWeight::available()) {
     mkl_.emplace(weight, transpose);
   }
 }

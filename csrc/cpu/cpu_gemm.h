@@ -18,6 +18,13 @@ namespace fusedlstm::cpu {
 // in docs/performance.md.
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
 
+// Rows from which a repeated step GEMM packs its weight for MKL. MKL's packed B takes a buffer
+// sized for its own blocking (5.6 MiB for a 128 x 128 weight) and a call touches ~0.3 MiB of it
+// per weight; below 8 rows a step is a GEMV, bound by reading W packed or not, and packing bought
+// no time (GRU / RNN at batch 1: the same time, ~0.7 MiB less training memory without it;
+// docs/performance.md, "GRU and RNN training memory").
+constexpr int64_t kMklPackMinRows = 8;
+
 // The switch cpu.gemm = aten: the CPU uses exactly the GEMM classes of the CUDA back-end
 // (AtenGemm, AtenStepGemm) and no fused step, so the CPU tests can run the CUDA build's host path.
 bool aten_gemms_only();

@@ -120,6 +120,21 @@ inline int64_t backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row
   return std::clamp<int64_t>(kChunkBytes / per_step, 1, s.steps);
 }
 
+// Steps per chunk of the GRU / RNN backward (state_layer.h): as backward_chunk_steps, and at most
+// a quarter of the sequence while that leaves 64 rows or more. Their saved state is small beside
+// the LSTM's, so one chunk of gate gradients for the whole sequence was most of a small layer's
+// training peak (above nn.GRU's and nn.RNN's), and chunks of 8 to 32 steps ran as fast as one
+// (docs/performance.md, "GRU and RNN training memory").
+inline int64_t state_backward_chunk_steps(const StepSchedule& s, int64_t gates_per_row,
+                                          size_t elem) {
+  const int64_t steps = backward_chunk_steps(s, gates_per_row, elem);
+  if (switch_value(Switch::kBackwardChunkSteps) > 0) return steps;
+  constexpr int64_t kMinRows = 64;
+  const int64_t batch = std::max<int64_t>(1, s.batch);
+  const int64_t quarter = (s.steps + 3) / 4;
+  return std::min(steps, std::max(quarter, (kMinRows + batch - 1) / batch));
+}
+
 // Steps per input-projection chunk in inference: enough rows for an efficient GEMM (256), or as
 // many as fit in ~2 MiB of gates (a core's L2 here), whichever is more.
 inline int64_t inference_chunk_steps(const StepSchedule& s, int64_t gates_per_row, size_t elem) {

@@ -183,7 +183,7 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
   const at::Tensor saved_rows = saved.contiguous();
   const at::Tensor h_initial = h0.contiguous();
   const int64_t chunk =
-      layer_detail::backward_chunk_steps(s, (sides_differ ? 2 : 1) * G, elem);
+      layer_detail::state_backward_chunk_steps(s, (sides_differ ? 2 : 1) * G, elem);
   const int64_t chunk_rows_max = std::min(N, chunk * s.batch);
   at::Tensor grad_input_side = Backend::empty({chunk_rows_max, G}, input.options());
   at::Tensor grad_recurrent_side =
