@@ -20,9 +20,9 @@ constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
 
 // Rows from which a repeated step GEMM packs its weight for MKL. MKL's packed B takes a buffer
 // sized for its own blocking (5.6 MiB for a 128 x 128 weight) and a call touches ~0.3 MiB of it
-// per weight. On this round's Xeon, GRU / RNN layers at batch 1, 8 and 20 ran as fast or faster
-// without the pack and took 25-30% less training memory (docs/performance.md, "GRU and RNN
-// training memory"); from 32 rows it is kept (not re-measured here).
+// per weight. On an AMD EPYC (Zen 5 class), GRU / RNN layers at batch 1, 8 and 20 ran as fast
+// or faster without the pack and took 25-30% less training memory (docs/performance.md, "GRU and
+// RNN training memory"); from 32 rows it is kept (not re-measured here).
 constexpr int64_t kMklPackMinRows = 32;
 
 // The switch cpu.gemm = aten: the CPU uses exactly the GEMM classes of the CUDA back-end
