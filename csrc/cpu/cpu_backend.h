@@ -26,11 +26,16 @@ struct CpuBackend : CpuGemm {
   }
 };
 
-// The cell ops' back-end: the same pointwise passes, ATen's GEMMs (MKL). A cell's products run
-// once per call, where oneDNN's per-call cost and the transposed copies it needs for the
-// backward (dgates W and dgates^T x) cost more than they save (docs/performance.md).
+// The cell ops' back-end: the same pointwise passes; the forward's products by the layers' rule
+// (oneDNN for the large ones), the backward's by ATen (MKL): there oneDNN's transposed copies of
+// dgates cost more than its faster GEMM saves. Cell loops, fused / nn, B=64 I=H=512 float32 on an
+// AMD EPYC: inference 0.93-0.97 -> 0.37-0.55, training 0.90-0.99 -> 0.69-0.85; all oneDNN made
+// training at B=32 H=256 slower (docs/performance.md, "The cells' GEMMs").
 struct CpuCellBackend : AtenGemm {
-  using StepGemm = AtenStepGemm;
+  using StepGemm = CpuStepGemm;
+  static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+    return CpuGemm::linear(x, w, bias);
+  }
   static void forward(const PointwiseForwardArgs& args) { CpuBackend::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { CpuBackend::backward(args); }
   static void state_forward(const StateForwardArgs& args) { CpuBackend::state_forward(args); }

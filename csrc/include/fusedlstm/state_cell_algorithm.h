@@ -29,7 +29,7 @@ std::tuple<at::Tensor, at::Tensor> state_cell_forward_impl(
   const at::Tensor x_part =
       Backend::linear(input, w_ih, b_ih.has_value() ? *b_ih : at::Tensor()).contiguous();
   const at::Tensor h_prev = hx.contiguous();
-  const at::Tensor h_part = at::mm(h_prev, w_hh.t());
+  const at::Tensor h_part = Backend::linear(h_prev, w_hh, at::Tensor());
   const at::Tensor b_hh_c = b_hh.has_value() ? b_hh->contiguous() : at::Tensor();
   at::Tensor hy = at::empty({B, H}, input.options());
   const int64_t saved_per_row = state_cell_saved(cell) * H;
