@@ -122,3 +122,27 @@ def test_does_not_call_aten_lstm_kernels():
     forbidden = {"aten::lstm_cell", "aten::_thnn_fused_lstm_cell", "aten::lstm",
                  "aten::_thnn_fused_lstm_cell_backward_impl"}
     assert not names & forbidden
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_large_float32_cells_match_nn(cell):
+    """B=64 I=H=512: the forward's products take oneDNN (from 4M multiply-adds), the backward's
+    ATen; outputs and gradients within float32 rounding of nn's."""
+    pairs = {"lstm": (nn.LSTMCell, fusedlstm.LSTMCell), "gru": (nn.GRUCell, fusedlstm.GRUCell),
+             "rnn": (nn.RNNCell, fusedlstm.RNNCell)}
+    nn_type, ours_type = pairs[cell]
+    ref, ours = nn_type(512, 512), ours_type(512, 512)
+    ours.load_state_dict(ref.state_dict())
+    x, h = torch.randn(64, 512), torch.randn(64, 512)
+
+    def outputs_and_grads(module):
+        xg, hg = x.clone().requires_grad_(), h.clone().requires_grad_()
+        out = module(xg, (hg, hg) if cell == "lstm" else hg)
+        hy = out[0] if cell == "lstm" else out
+        params = list(module.parameters())
+        grads = torch.autograd.grad(hy.sin().sum(), [xg, hg, *params])
+        return [hy, *grads]
+
+    for name, a, b in zip(["h'", "x", "hx", "w_ih", "w_hh", "b_ih", "b_hh"],
+                          outputs_and_grads(ours), outputs_and_grads(ref), strict=True):
+        assert_close_scaled(a, b, 1e-5, name)
