@@ -27,6 +27,22 @@ def make_pair(kind, input_size, hidden_size, dtype=torch.float64, cell=False, **
     return ref, ours
 
 
+def make_cell_pair(kind, input_size, hidden_size, dtype=torch.float64, **kwargs):
+    """As make_pair(cell=True), for "lstm" (nn.LSTMCell / fusedlstm.LSTMCell) too: the tests that
+    run every cell the same way."""
+    if kind != "lstm":
+        return make_pair(kind, input_size, hidden_size, dtype, cell=True, **kwargs)
+    ref = nn.LSTMCell(input_size, hidden_size, dtype=dtype, **kwargs)
+    ours = fusedlstm.LSTMCell(input_size, hidden_size, dtype=dtype, **kwargs)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def cell_output(cell, kind, x, h):
+    """h' of one step; the LSTM cell gets h as both hx and cx (one tensor used twice)."""
+    return cell(x, (h, h))[0] if kind == "lstm" else cell(x, h)
+
+
 def loss_of(output, h_n):
     """Weighs every output differently, so no gradient can hide behind a symmetry."""
     data = output.data if isinstance(output, nn.utils.rnn.PackedSequence) else output

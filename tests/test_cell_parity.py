@@ -3,6 +3,7 @@
 import pytest
 import torch
 from conftest import REDUCED_TOL, assert_close_scaled, tolerance
+from state_pairs import cell_output, make_cell_pair
 from torch import nn
 
 import fusedlstm
@@ -124,23 +125,17 @@ def test_does_not_call_aten_lstm_kernels():
     assert not names & forbidden
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
 def test_large_float32_cells_match_nn(cell):
     """B=64 I=H=512: the forward's products take oneDNN (from 4M multiply-adds), the backward's
     ATen; outputs and gradients within float32 rounding of nn's."""
-    pairs = {"lstm": (nn.LSTMCell, fusedlstm.LSTMCell), "gru": (nn.GRUCell, fusedlstm.GRUCell),
-             "rnn": (nn.RNNCell, fusedlstm.RNNCell)}
-    nn_type, ours_type = pairs[cell]
-    ref, ours = nn_type(512, 512), ours_type(512, 512)
-    ours.load_state_dict(ref.state_dict())
+    ref, ours = make_cell_pair(cell, 512, 512, dtype=torch.float32)
     x, h = torch.randn(64, 512), torch.randn(64, 512)
 
     def outputs_and_grads(module):
         xg, hg = x.clone().requires_grad_(), h.clone().requires_grad_()
-        out = module(xg, (hg, hg) if cell == "lstm" else hg)
-        hy = out[0] if cell == "lstm" else out
-        params = list(module.parameters())
-        grads = torch.autograd.grad(hy.sin().sum(), [xg, hg, *params])
+        hy = cell_output(module, cell, xg, hg)
+        grads = torch.autograd.grad(hy.sin().sum(), [xg, hg, *module.parameters()])
         return [hy, *grads]
 
     for name, a, b in zip(["h'", "x", "hx", "w_ih", "w_hh", "b_ih", "b_hh"],
