@@ -84,31 +84,25 @@ const auto& rnn_cell_backward_op() {
   return op;
 }
 
-Tensor defined_or_empty(const OptionalTensor& t) { return t.has_value() ? *t : Tensor(); }
+Tensor tensor_or_undefined(const OptionalTensor& t) { return t.has_value() ? *t : Tensor(); }
 
-bool any_requires_grad(std::initializer_list<Tensor> tensors) {
-  for (const Tensor& t : tensors) {
-    if (t.defined() && t.requires_grad()) return true;
-  }
-  return false;
+bool any_requires_grad(at::ArrayRef<Tensor> tensors) {
+  return std::any_of(tensors.begin(), tensors.end(),
+                     [](const Tensor& t) { return t.defined() && t.requires_grad(); });
 }
 
 // Whether a call must record a graph node: grad mode on and a tensor argument requiring grad.
-bool records_graph(std::initializer_list<Tensor> tensors) {
-  return at::GradMode::is_enabled() && any_requires_grad(tensors);
+bool records_graph(std::initializer_list<Tensor> tensors, const OptionalTensor& b_ih,
+                   const OptionalTensor& b_hh) {
+  return at::GradMode::is_enabled() &&
+         (any_requires_grad(tensors) || any_requires_grad({tensor_or_undefined(b_ih),
+                                                          tensor_or_undefined(b_hh)}));
 }
 
 // Whether a backward must build a graph of its own gradients: create_graph=True (grad mode stays
 // on in the backward) with an input or an incoming gradient requiring grad.
 bool backward_builds_graph(const variable_list& saved, const variable_list& grads) {
-  if (!at::GradMode::is_enabled()) return false;
-  for (const Tensor& t : saved) {
-    if (t.defined() && t.requires_grad()) return true;
-  }
-  for (const Tensor& t : grads) {
-    if (t.defined() && t.requires_grad()) return true;
-  }
-  return false;
+  return at::GradMode::is_enabled() && (any_requires_grad(saved) || any_requires_grad(grads));
 }
 
 // Which of the op's tensor inputs (as saved: an absent bias undefined) need a gradient.
@@ -212,8 +206,8 @@ struct LstmCellFunction : torch::autograd::Function<LstmCellFunction> {
     auto [hy, cy, gates] = lstm_cell_op().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh);
     ctx->set_materialize_grads(false);
     ctx->mark_non_differentiable({gates});
-    ctx->save_for_backward({input, hx, cx, w_ih, w_hh, defined_or_empty(b_ih),
-                            defined_or_empty(b_hh), cy, gates});
+    ctx->save_for_backward({input, hx, cx, w_ih, w_hh, tensor_or_undefined(b_ih),
+                            tensor_or_undefined(b_hh), cy, gates});
     return {hy, cy, gates};
   }
 
@@ -246,7 +240,7 @@ struct GruCellFunction : torch::autograd::Function<GruCellFunction> {
     ctx->set_materialize_grads(false);
     ctx->mark_non_differentiable({saved});
     ctx->save_for_backward(
-        {input, hx, w_ih, w_hh, defined_or_empty(b_ih), defined_or_empty(b_hh), hy, saved});
+        {input, hx, w_ih, w_hh, tensor_or_undefined(b_ih), tensor_or_undefined(b_hh), hy, saved});
     return {hy, saved};
   }
 
@@ -278,7 +272,7 @@ struct RnnCellFunction : torch::autograd::Function<RnnCellFunction> {
     ctx->set_materialize_grads(false);
     ctx->saved_data["nonlinearity"] = nonlinearity;
     ctx->save_for_backward(
-        {input, hx, w_ih, w_hh, defined_or_empty(b_ih), defined_or_empty(b_hh), hy});
+        {input, hx, w_ih, w_hh, tensor_or_undefined(b_ih), tensor_or_undefined(b_hh), hy});
     return {hy};
   }
 
@@ -306,9 +300,7 @@ struct RnnCellFunction : torch::autograd::Function<RnnCellFunction> {
 Cell3 lstm_cell_autograd(const Tensor& input, const Tensor& hx, const Tensor& cx,
                          const Tensor& w_ih, const Tensor& w_hh, const OptionalTensor& b_ih,
                          const OptionalTensor& b_hh) {
-  const Tensor bias_ih = defined_or_empty(b_ih);
-  const Tensor bias_hh = defined_or_empty(b_hh);
-  if (!records_graph({input, hx, cx, w_ih, w_hh, bias_ih, bias_hh})) {
+  if (!records_graph({input, hx, cx, w_ih, w_hh}, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return lstm_cell_op().call(input, hx, cx, w_ih, w_hh, b_ih, b_hh);
   }
@@ -319,9 +311,7 @@ Cell3 lstm_cell_autograd(const Tensor& input, const Tensor& hx, const Tensor& cx
 Cell2 gru_cell_autograd(const Tensor& input, const Tensor& hx, const Tensor& w_ih,
                         const Tensor& w_hh, const OptionalTensor& b_ih,
                         const OptionalTensor& b_hh) {
-  const Tensor bias_ih = defined_or_empty(b_ih);
-  const Tensor bias_hh = defined_or_empty(b_hh);
-  if (!records_graph({input, hx, w_ih, w_hh, bias_ih, bias_hh})) {
+  if (!records_graph({input, hx, w_ih, w_hh}, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return gru_cell_op().call(input, hx, w_ih, w_hh, b_ih, b_hh);
   }
@@ -332,9 +322,7 @@ Cell2 gru_cell_autograd(const Tensor& input, const Tensor& hx, const Tensor& w_i
 Tensor rnn_cell_autograd(const Tensor& input, const Tensor& hx, const Tensor& w_ih,
                          const Tensor& w_hh, const OptionalTensor& b_ih,
                          const OptionalTensor& b_hh, c10::string_view nonlinearity) {
-  const Tensor bias_ih = defined_or_empty(b_ih);
-  const Tensor bias_hh = defined_or_empty(b_hh);
-  if (!records_graph({input, hx, w_ih, w_hh, bias_ih, bias_hh})) {
+  if (!records_graph({input, hx, w_ih, w_hh}, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return rnn_cell_op().call(input, hx, w_ih, w_hh, b_ih, b_hh, nonlinearity);
   }
