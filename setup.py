@@ -147,6 +147,8 @@ cpu_sources = [
     CSRC / "cpu" / "pointwise_cpu_default.cpp",
     CSRC / "cpu" / "cpu_gemm.cpp",
     CSRC / "cpu" / "fused_step.cpp",
+    CSRC / "cpu" / "fused_state_step.cpp",
+    CSRC / "cpu" / "weight_packing.cpp",
     CSRC / "cpu" / "mkl_packed_gemm.cpp",
     CSRC / "cpu" / "onednn_linear.cpp",
     CSRC / "cpu" / "buffer_pool.cpp",

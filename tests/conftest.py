@@ -38,6 +38,14 @@ def assert_close_scaled(actual: torch.Tensor, expected: torch.Tensor, rel: float
     assert error <= rel * scale, f"{what}: max error {error:.3g} > {rel} * {scale:.3g}"
 
 
+def assert_all_close_scaled(actual: list, expected: list, rel: float, what: str):
+    """assert_close_scaled on each pair of two equally long lists of tensors of equal shapes."""
+    assert len(actual) == len(expected), f"{what}: {len(actual)} vs {len(expected)} tensors"
+    for i, (a, b) in enumerate(zip(actual, expected, strict=True)):
+        assert a.shape == b.shape, f"{what}[{i}]: shape {a.shape} vs {b.shape}"
+        assert_close_scaled(a, b, rel, f"{what}[{i}]")
+
+
 @contextlib.contextmanager
 def threads(n: int):
     """torch.set_num_threads(n) for the block (the CPU kernels' slices: 1 or n per step)."""

@@ -9,7 +9,7 @@ and inference (input fusion) alike. float32 results against nn.LSTM in float64.
 
 import pytest
 import torch
-from conftest import assert_close_scaled, threads
+from conftest import assert_all_close_scaled, threads
 from lstm_pairs import loss_of, make_pair
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -46,10 +46,7 @@ def forward_backward(module, x, dtype, hx=None, lengths=None):
 
 
 def assert_matches(ours, ref, what):
-    assert len(ours) == len(ref)
-    for i, (a, b) in enumerate(zip(ours, ref, strict=True)):
-        assert a.shape == b.shape, f"{what}[{i}]: shape {a.shape} vs {b.shape}"
-        assert_close_scaled(a, b, REL, f"{what}[{i}]")
+    assert_all_close_scaled(ours, ref, REL, what)
 
 
 @pytest.mark.parametrize("num_threads", [1, 2])

@@ -8,6 +8,7 @@
 
 #include "buffer_pool.h"
 #include "cpu_gemm.h"
+#include "fused_state_step.h"
 #include "fused_step.h"
 
 namespace fusedlstm::cpu {
@@ -16,6 +17,7 @@ struct CpuBackend : CpuGemm {
   using StepGemm = CpuStepGemm;
   using FusedStep = FusedRecurrentStep;
   using FusedBackward = FusedRecurrentBackward;
+  using FusedStateStep = cpu::FusedStateStep;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
   static void state_forward(const StateForwardArgs& args);  // GRU, Elman RNN

@@ -2,17 +2,15 @@
 
 #include <fusedlstm/switches.h>
 
-#include "buffer_pool.h"
 #include "cpu_gemm.h"
+#include "sliced_steps.h"
+#include "weight_packing.h"
 
 #include <ATen/Config.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
-#include <limits>
 #include <string>
-#include <thread>
 
 namespace fusedlstm::cpu {
 
@@ -24,170 +22,6 @@ int64_t forced_strategy() { return switch_value(Switch::kCpuStep); }
 // The switch cpu.input_fusion: off turns input fusion off, on turns it on at any batch size (A/B
 // measurements; tests run all three).
 int64_t forced_input_fusion() { return switch_value(Switch::kCpuInputFusion); }
-
-void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
-// Spins while other slices finish their step (a few microseconds at most), then yields, so an
-// oversubscribed machine still makes progress.
-void wait_until(const std::atomic<int64_t>& counter, int64_t target) {
-  constexpr int kSpinsBeforeYield = 4096;
-  for (int spins = 0; counter.load(std::memory_order_acquire) < target; ++spins) {
-    if (spins < kSpinsBeforeYield) {
-      cpu_relax();
-    } else {
-      std::this_thread::yield();
-    }
-  }
-}
-
-// Part of a step: blocks [block_begin, block_end) of rows [row_begin, row_end) (row_end may pass
-// the step's rows: the caller intersects).
-struct SliceWork {
-  int64_t block_begin;
-  int64_t block_end;
-  int64_t row_begin;
-  int64_t row_end;
-};
-
-// Rows per share of a slice's work: the fused tiles' row packs (kLockstep rows, in the
-// capability headers).
-constexpr int64_t kRowGroup = 4;
-
-// Calls fn(SliceWork) for the work of slices [begin, end) of `slices`, equal shares of blocks x
-// row_groups (block-major): whole blocks where a share covers them, else part of a block's rows.
-// Splitting inside a block keeps odd block counts balanced (13 blocks on 2 threads: 32 and 33
-// block-row groups instead of 7 and 6 blocks).
-template <class Fn>
-void for_each_piece(int64_t blocks, int64_t row_groups, int64_t slices, int64_t begin,
-                    int64_t end, const Fn& fn) {
-  const int64_t total = blocks * row_groups;
-  const int64_t hi = total * end / slices;
-  for (int64_t w = total * begin / slices; w < hi;) {
-    const int64_t block = w / row_groups;
-    const int64_t group = w % row_groups;
-    if (group == 0 && hi - w >= row_groups) {
-      const int64_t whole = (hi - w) / row_groups;
-      fn(SliceWork{block, block + whole, 0, std::numeric_limits<int64_t>::max()});
-      w += whole * row_groups;
-    } else {
-      const int64_t last = std::min(hi, (block + 1) * row_groups);
-      const int64_t row_end = last == (block + 1) * row_groups
-                                  ? std::numeric_limits<int64_t>::max()
-                                  : (last - block * row_groups) * kRowGroup;
-      fn(SliceWork{block, block + 1, group * kRowGroup, row_end});
-      w = last;
-    }
-  }
-}
-
-// Runs run_step(i, work) for steps i = 0..count-1 over `blocks` blocks x `row_groups` groups of
-// rows split into `slices`, each slice on its own thread for all steps (the same share every
-// step). `done` counts finished (step, slice) pairs: step i may start once done >= i * slices.
-// Each parallel_for call owns the slices [begin, end) for every step, however OpenMP sized the
-// team. ahead(i, work) is the part of step i that does not depend on step i - 1 (the input
-// projection): a slice runs it right after finishing step i - 1 and before waiting for the
-// other slices, so it hides that wait.
-template <class RunStep, class Ahead>
-void run_sliced(int64_t count, int64_t blocks, int64_t row_groups, int64_t slices,
-                const RunStep& run_step, const Ahead& ahead) {
-  const SliceWork all{0, blocks, 0, std::numeric_limits<int64_t>::max()};
-  if (slices <= 1) {
-    for (int64_t i = 0; i < count; ++i) {
-      ahead(i, all);
-      run_step(i, all);
-    }
-    return;
-  }
-  std::atomic<int64_t> done{0};
-  at::parallel_for(0, slices, 1, [&](int64_t begin, int64_t end) {
-    const auto each_piece = [&](const auto& fn) {
-      for_each_piece(blocks, row_groups, slices, begin, end, fn);
-    };
-    if (count > 0) each_piece([&](const SliceWork& work) { ahead(0, work); });
-    for (int64_t i = 0; i < count; ++i) {
-      if (i > 0) wait_until(done, i * slices);
-      each_piece([&](const SliceWork& work) { run_step(i, work); });
-      done.fetch_add(end - begin, std::memory_order_acq_rel);
-      if (i + 1 < count) each_piece([&](const SliceWork& work) { ahead(i + 1, work); });
-    }
-  });
-}
-
-template <class RunStep>
-void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step) {
-  run_sliced(count, blocks, /*row_groups=*/1, slices, run_step,
-             [](int64_t, const SliceWork&) {});
-}
-
-// Packs `blocks` blocks of `width` lanes of a weight whose elements are src(gate, unit, k) (type
-// T) as [block][k / kPair][gate][lane][k % kPair], zero past `lanes_total` units and past
-// `inner`: kPair = 1 is the float32 steps' [block][k][gate][lane], kPair = 2 the bfloat16 steps'
-// pairs of k (each lane's pair one 32-bit element of the dot product).
-template <class T, int kPair, class Source>
-at::Tensor pack_blocks(int64_t blocks, int64_t inner, int64_t width, int64_t lanes_total,
-                       const at::TensorOptions& options, const Source& src) {
-  static_assert(sizeof(T) * kPair == 4, "float32, or pairs of 16-bit values");
-  const int64_t groups = (inner + kPair - 1) / kPair;
-  at::Tensor packed = pooled_empty({blocks * groups * kPair * 4 * width}, options).zero_();
-  T* dst = static_cast<T*>(packed.data_ptr());
-  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t block = begin; block < end; ++block) {
-      const int64_t lanes = std::min(width, lanes_total - block * width);
-      for (int64_t k = 0; k < inner; ++k) {
-        for (int64_t gate = 0; gate < 4; ++gate) {
-          T* out = dst + ((block * groups + k / kPair) * 4 + gate) * width * kPair + k % kPair;
-          for (int64_t lane = 0; lane < lanes; ++lane) {
-            out[lane * kPair] = src(gate, block * width + lane, k);
-          }
-        }
-      }
-    }
-  });
-  return packed;
-}
-
-// A float32 or bfloat16 weight (contiguous) packed by pack_blocks, its element (gate, unit, k) at
-// index(gate, unit, k); bfloat16 in pairs of k.
-template <class Index>
-at::Tensor pack_weight_elements(const at::Tensor& w, int64_t blocks, int64_t width, int64_t inner,
-                                int64_t lanes_total, const Index& index) {
-  const auto pack = [&](auto element, auto pair) {
-    using T = decltype(element);
-    const T* src = static_cast<const T*>(w.const_data_ptr());
-    return pack_blocks<T, decltype(pair)::value>(
-        blocks, inner, width, lanes_total, w.options(),
-        [&](int64_t gate, int64_t unit, int64_t k) { return src[index(gate, unit, k)]; });
-  };
-  if (w.scalar_type() == at::kBFloat16) return pack(uint16_t{}, std::integral_constant<int, 2>{});
-  return pack(float{}, std::integral_constant<int, 1>{});
-}
-
-// W (4H, inner) packed for the fused forward step: unit (lane) = row of W within its gate, k =
-// column.
-at::Tensor pack_weight(const at::Tensor& weight, int64_t blocks, int64_t width) {
-  const at::Tensor w = weight.contiguous();
-  const int64_t hidden = w.size(0) / 4;
-  const int64_t inner = w.size(1);
-  return pack_weight_elements(w, blocks, width, inner, hidden,
-                              [&](int64_t gate, int64_t unit, int64_t k) {
-                                return (gate * hidden + unit) * inner + k;
-                              });
-}
-
-// W_hh (4H, H) packed for the fused backward step: lane = output unit j (column of W_hh), k =
-// unit u of the gate rows: W_hh[gate * H + u][j].
-at::Tensor pack_weight_backward(const at::Tensor& w_hh, int64_t blocks, int64_t width) {
-  const at::Tensor w = w_hh.contiguous();
-  const int64_t hidden = w.size(1);
-  return pack_weight_elements(w, blocks, width, hidden, hidden,
-                              [&](int64_t gate, int64_t j, int64_t u) {
-                                return (gate * hidden + u) * hidden + j;
-                              });
-}
 
 }  // namespace
 
@@ -312,10 +146,11 @@ FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows,
   }
   inner_ = w_hh.size(1);
   blocks_ = (w_hh.size(0) / 4 + width_ - 1) / width_;
-  packed_ = pack_weight(w_hh, blocks_, width_);
+  const TileColumns columns = gate_columns(w_hh.size(0) / 4, width_);
+  packed_ = pack_forward_weight(w_hh, blocks_, width_, 4, columns);
   if (fuse_input) {
     input_inner_ = w_ih.size(1);
-    packed_input_ = pack_weight(w_ih, blocks_, width_);
+    packed_input_ = pack_forward_weight(w_ih, blocks_, width_, 4, columns);
     if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();
   }
 }
@@ -409,7 +244,7 @@ FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t m
   TORCH_CHECK(w_hh.size(1) == hidden, "FusedRecurrentBackward: W_hh must be (4H, H)");
   hidden_ = hidden;
   blocks_ = (hidden + width_ - 1) / width_;
-  packed_ = pack_weight_backward(w_hh, blocks_, width_);
+  packed_ = pack_backward_weight(w_hh, blocks_, width_, 4);
 }
 
 void FusedRecurrentBackward::backward_steps(const RecurrentBackwardStep* steps,

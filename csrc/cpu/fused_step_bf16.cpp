@@ -71,13 +71,13 @@ inline __m512bh broadcast_pair(const uint16_t* row, int64_t k, bool full) {
 }
 
 // Adds the k in [k0, k1) part (k0 even) of op.rows op.W^T for R rows x the 4 gates of one block
-// into the float32 pre-activations (or writes it over them plus the bias, when `init`).
+// into the float32 pre-activations of the target (see TileTarget for `init`).
 // Flattened: where GCC leaves one of the lambdas below out of line, the accumulators' address
 // escapes and it stores all of them to the stack on every k pair (docs/performance.md).
 template <int R>
-FUSEDLSTM_FLATTEN inline void bf16_accumulate(const FusedStepArgs& a, const Bf16Operand& op,
+FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Operand& op,
                                                int64_t row0, int64_t block, int64_t k0,
-                                               int64_t k1, bool init) {
+                                               int64_t k1) {
   const int64_t K = op.inner;
   const int64_t pairs = (K + 1) / 2;
   const uint16_t* w = op.packed + block * pairs * 4 * V * 2;
@@ -100,21 +100,27 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const FusedStepArgs& a, const Bf16
   int64_t k = k0;
   for (; k < full_end; k += 2) pair_step(k, /*full=*/true);
   if (k < k1) pair_step(k, /*full=*/false);  // odd K: the last k alone
-  add_tile_sums<R>(a, row0, block, init, acc);
+  add_tile_sums<R, 4>(t, row0, block, acc);
 }
 
 struct Bf16Tile {
+  static constexpr int kRows = fused_rows<4>();
   // k per pass over the row tiles: 256 k of a block's weights, 32 KiB as in float32.
   static constexpr int64_t kInnerChunk = 2 * kFusedInnerChunk;
-  static Bf16Operand input(const FusedStepArgs& a) { return input_operand<uint16_t>(a); }
-  static Bf16Operand recurrent(const FusedStepArgs& a) { return recurrent_operand<uint16_t>(a); }
-  template <int R>
-  static void accumulate(const FusedStepArgs& a, const Bf16Operand& op, int64_t row0,
-                         int64_t block, int64_t k0, int64_t k1, bool init) {
-    bf16_accumulate<R>(a, op, row0, block, k0, k1, init);
+  static int64_t rows(const FusedStepArgs& a) { return a.pointwise.rows; }
+  static TilePart<Bf16Operand> input(const FusedStepArgs& a) {
+    return {input_operand<uint16_t>(a), lstm_target(a, /*init=*/true)};
   }
-  static void gate_math(const PointwiseForwardArgs& a, int64_t row0, int64_t rows, int64_t block) {
-    block_units<ForwardUnitsFloatPreact, Bf16, Bf16RowPackLanes>(a, row0, rows, block);
+  static TilePart<Bf16Operand> recurrent(const FusedStepArgs& a) {
+    return {recurrent_operand<uint16_t>(a), lstm_target(a, /*init=*/false)};
+  }
+  template <int R>
+  static void accumulate(const TileTarget& t, const Bf16Operand& op, int64_t row0,
+                         int64_t block, int64_t k0, int64_t k1) {
+    bf16_accumulate<R>(t, op, row0, block, k0, k1);
+  }
+  static void gate_math(const FusedStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    block_units<ForwardUnitsFloatPreact, Bf16, Bf16RowPackLanes>(a.pointwise, row0, rows, block);
   }
 };
 
@@ -170,6 +176,7 @@ FUSEDLSTM_FLATTEN inline void bf16_backward_gemm(const FusedBackwardArgs& a, int
 }
 
 struct Bf16BackwardTile {
+  static constexpr int kRows = fused_rows<kBackwardBlocks>();
   template <int R, int NB>
   static void gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
     bf16_backward_gemm<R, NB>(a, row0, block0);

@@ -27,10 +27,18 @@ using FusedVec = at::vec::Vectorized<float>;
 
 inline int64_t fused_block_width() { return FusedVec::size(); }
 
-// Rows per register tile: R rows x 4 gates accumulators + 4 weight vectors + a broadcast fit the
-// register file (32 zmm on AVX-512, 16 ymm on AVX2).
-constexpr int kFusedRowsAvx512 = 4;
-constexpr int kFusedRowsOther = 2;
+// Rows per register tile of C vectors: R x C accumulators, C weight vectors and a broadcast in
+// the register file. 32 zmm on AVX-512: 4 rows. 16 ymm on AVX2: 3 rows of 4 vectors (17, one
+// spilled weight load folded into an FMA) and 4 rows of GRU's 3 (16) measured fastest; 4 rows
+// of 4 vectors spill and cost the LSTM step 1.4x (docs/performance.md).
+template <int C>
+constexpr int fused_rows() {
+#if defined(CPU_CAPABILITY_AVX512)
+  return 4;
+#else
+  return C >= 4 ? 3 : 4;
+#endif
+}
 
 // One operand of the fused step's GEMM: `rows` (row stride `stride`, `inner` columns) times a
 // weight packed as [block][k][gate][lane] (h_{t-1} and W_hh; with input fusion also x_t and W_ih).
@@ -56,85 +64,93 @@ inline Operand<T> input_operand(const FusedStepArgs& a) {
           static_cast<const T*>(a.packed_input_weight)};
 }
 
-// What a tile's sums are added to for gate g: the pre-activations so far, or, for the first part
-// of an input-fused step (`init`), the bias (row stride 0) or zero (nullptr).
-inline const float* tile_base(const FusedStepArgs& a, float* gate_preact, int64_t g, int64_t j0,
-                              bool init) {
-  if (!init) return gate_preact;
-  return a.bias == nullptr ? nullptr : a.bias + g * a.pointwise.hidden + j0;
+// Where a tile's sums are written: rows of `dest` (row stride `row_stride`), added to what they
+// hold, or, for the first k chunk of a part that starts the sums (`init`), to the bias (row
+// stride 0; nullptr: zero).
+struct TileTarget {
+  TileColumns columns;
+  float* dest;
+  int64_t row_stride;
+  const float* bias;
+  bool init;
+
+  // What vector c's sums of row r are added to.
+  const float* base(int64_t r, int64_t block, int c) const {
+    if (!init) return dest + r * row_stride + columns.column(block, c);
+    return bias == nullptr ? nullptr : bias + columns.column(block, c);
+  }
+};
+
+// The LSTM step's pre-activations as a tile target (4 gates; `init`: the input part's first
+// chunk, from the bias).
+inline TileTarget lstm_target(const FusedStepArgs& a, bool init) {
+  const int64_t H = a.pointwise.hidden;
+  return {gate_columns(H, FusedVec::size()),
+          static_cast<float*>(const_cast<void*>(a.pointwise.preact)), 4 * H, a.bias, init};
 }
 
-// Adds the k in [k0, k1) part of op.rows op.W^T for R rows x the 4 gates of one block into the
-// gate pre-activations (or writes it over them plus the bias, when `init`). Generic version on
-// at::vec; see the AVX-512 one below for why there is a second.
-template <int R>
-inline void fused_accumulate(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
-                             int64_t block, int64_t k0, int64_t k1, bool init) {
+// Adds the k in [k0, k1) part of op.rows op.W^T for R rows x the C vectors of one block into the
+// target. Generic version on at::vec; see the AVX-512 one below for why there is a second.
+template <int R, int C>
+inline void fused_accumulate(const TileTarget& t, const FusedOperand& op, int64_t row0,
+                             int64_t block, int64_t k0, int64_t k1) {
   constexpr int64_t V = FusedVec::size();
-  const int64_t H = a.pointwise.hidden;
   const int64_t K = op.inner;
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, H - j0);
-  const float* w = op.packed + block * K * 4 * V;
-  FusedVec acc[R][4];
+  const float* w = op.packed + block * K * C * V;
+  FusedVec acc[R][C];
   for (int r = 0; r < R; ++r) {
-    for (int g = 0; g < 4; ++g) acc[r][g] = FusedVec(0.0f);
+    for (int c = 0; c < C; ++c) acc[r][c] = FusedVec(0.0f);
   }
   for (int64_t k = k0; k < k1; ++k) {
-    const float* wk = w + k * 4 * V;
-    const FusedVec w0 = FusedVec::loadu(wk);
-    const FusedVec w1 = FusedVec::loadu(wk + V);
-    const FusedVec w2 = FusedVec::loadu(wk + 2 * V);
-    const FusedVec w3 = FusedVec::loadu(wk + 3 * V);
+    const float* wk = w + k * C * V;
+    FusedVec wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = FusedVec::loadu(wk + c * V);
     for (int r = 0; r < R; ++r) {
       const FusedVec h(op.rows[(row0 + r) * op.stride + k]);
-      acc[r][0] = at::vec::fmadd(w0, h, acc[r][0]);
-      acc[r][1] = at::vec::fmadd(w1, h, acc[r][1]);
-      acc[r][2] = at::vec::fmadd(w2, h, acc[r][2]);
-      acc[r][3] = at::vec::fmadd(w3, h, acc[r][3]);
+      for (int c = 0; c < C; ++c) acc[r][c] = at::vec::fmadd(wv[c], h, acc[r][c]);
     }
   }
-  float* preact = static_cast<float*>(const_cast<void*>(a.pointwise.preact));
   for (int r = 0; r < R; ++r) {
-    float* row_gates = preact + (row0 + r) * 4 * H + j0;
-    for (int g = 0; g < 4; ++g) {
-      const float* base = tile_base(a, row_gates + g * H, g, j0, init);
+    float* row = t.dest + (row0 + r) * t.row_stride;
+    for (int c = 0; c < C; ++c) {
+      const int64_t lanes = t.columns.lanes(block, c, V);
+      if (lanes == 0) continue;
+      const float* base = t.base(row0 + r, block, c);
       const FusedVec before = base == nullptr ? FusedVec(0.0f) : FusedVec::loadu(base, lanes);
-      (before + acc[r][g]).store(row_gates + g * H, lanes);
+      (before + acc[r][c]).store(row + t.columns.column(block, c), lanes);
     }
   }
 }
 
 #if defined(CPU_CAPABILITY_AVX512)
-// Adds a register tile's sums (R rows x 4 gates of one block of 16 units, float32) into the gate
-// pre-activations, or writes them over them plus the bias (`init`), masked to the block's units.
-// The AVX-512 tiles' epilogue: float32 here, bfloat16 in fused_step_bf16.cpp.
-template <int R>
-inline void add_tile_sums(const FusedStepArgs& a, int64_t row0, int64_t block, bool init,
-                          const __m512 (&sums)[R][4]) {
+// Adds a register tile's sums (R rows x C vectors of one block, 16 lanes, float32) into the
+// target, masked to the units that exist. The AVX-512 tiles' epilogue: float32 here, bfloat16
+// in fused_step_bf16.cpp.
+template <int R, int C>
+inline void add_tile_sums(const TileTarget& t, int64_t row0, int64_t block,
+                          const __m512 (&sums)[R][C]) {
   constexpr int64_t V = 16;
-  const int64_t H = a.pointwise.hidden;
-  const int64_t j0 = block * V;
-  const int64_t lanes = std::min<int64_t>(V, H - j0);
-  const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
-  float* preact = static_cast<float*>(const_cast<void*>(a.pointwise.preact)) + row0 * 4 * H + j0;
-  for (int r = 0; r < R; ++r) {
-    for (int g = 0; g < 4; ++g) {
-      float* p = preact + r * 4 * H + g * H;
-      const float* base = tile_base(a, p, g, j0, init);
+  for (int c = 0; c < C; ++c) {
+    const int64_t lanes = t.columns.lanes(block, c, V);
+    if (lanes == 0) continue;
+    const __mmask16 mask = static_cast<__mmask16>((1u << lanes) - 1u);
+    for (int r = 0; r < R; ++r) {
+      float* p = t.dest + (row0 + r) * t.row_stride + t.columns.column(block, c);
+      const float* base = t.base(row0 + r, block, c);
       const __m512 before =
           base == nullptr ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, base);
-      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, sums[r][g]));
+      _mm512_mask_storeu_ps(p, mask, _mm512_add_ps(before, sums[r][c]));
     }
   }
 }
 
-// Four rows with sixteen named zmm accumulators. GCC keeps an array of Vectorized accumulators
-// in memory and stores it on every k iteration (seen in objdump), which made the generic tile
-// store-bound; named __m512 values stay in registers (16 + 4 weights + 1 broadcast of 32).
+// Four rows x four vectors with sixteen named zmm accumulators. GCC keeps an array of Vectorized
+// accumulators in memory and stores it on every k iteration (seen in objdump), which made the
+// generic tile store-bound; named __m512 values stay in registers (16 + 4 weights + 1 broadcast
+// of 32).
 template <>
-inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
-                                int64_t block, int64_t k0, int64_t k1, bool init) {
+inline void fused_accumulate<4, 4>(const TileTarget& t, const FusedOperand& op, int64_t row0,
+                                   int64_t block, int64_t k0, int64_t k1) {
   constexpr int64_t V = 16;
   const int64_t K = op.inner;
   const float* w = op.packed + block * K * 4 * V;
@@ -167,7 +183,7 @@ inline void fused_accumulate<4>(const FusedStepArgs& a, const FusedOperand& op, 
   }
   const __m512 sums[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13},
                              {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-  add_tile_sums<4>(a, row0, block, init, sums);
+  add_tile_sums<4, 4>(t, row0, block, sums);
 }
 #endif
 
@@ -191,15 +207,14 @@ inline void for_each_group(int64_t begin, int64_t end, const Fn& fn) {
 }
 
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
-// one block's units of rows [row0, row0 + rows): up to kLockstep rows at a time in lockstep (their
-// activations interleave, see vector_activations.h) with the lane policy RowPack (float32
-// buffers: RowPackLanes), or row by row for a ragged last block: as one partial vector (float32;
-// unit by unit through libm it cost more than the block's other work) or per lane.
+// one vector of units [j0, j0 + V) of rows [row0, row0 + rows): up to kLockstep rows at a time in
+// lockstep (their activations interleave, see vector_activations.h) with the lane policy RowPack
+// (float32 buffers: RowPackLanes), or row by row for a ragged last vector: as one partial vector
+// (float32; unit by unit through libm it cost more than the block's other work) or per lane.
 template <template <typename, typename> class Units, typename scalar_t = float,
           template <int> class RowPack = RowPackLanes, typename Args>
-inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
+inline void vector_units(const Args& a, int64_t row0, int64_t rows, int64_t j0) {
   constexpr int64_t V = FusedVec::size();
-  const int64_t j0 = block * V;
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
   if (lanes < V) {
     for (int64_t row = row0; row < row0 + rows; ++row) {
@@ -219,68 +234,83 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
   });
 }
 
+// vector_units on one block of V units.
+template <template <typename, typename> class Units, typename scalar_t = float,
+          template <int> class RowPack = RowPackLanes, typename Args>
+inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block) {
+  vector_units<Units, scalar_t, RowPack>(a, row0, rows, block * FusedVec::size());
+}
+
 // k per pass over a block's row tiles when there are several: the block's weights for it
 // (128 x 4 gates x 16 lanes x 4 B = 32 KiB) stay in L1 from tile to tile instead of streaming
 // from L2 once per tile.
 constexpr int64_t kFusedInnerChunk = 128;
 
-#if defined(CPU_CAPABILITY_AVX512)
-constexpr int kFusedRows = kFusedRowsAvx512;
-#else
-constexpr int kFusedRows = kFusedRowsOther;
-#endif
-
-// Calls tile(std::integral_constant<int, n>, row) over `rows` in tiles of kFusedRows rows, the
-// remaining rows in one last tile, so a block's weights are streamed once more at most.
-template <class Tile>
+// Calls tile(std::integral_constant<int, n>, row) over `rows` in tiles of R rows, the remaining
+// rows in one last tile, so a block's weights are streamed once more at most.
+template <int R, class Tile>
 inline void for_each_row_tile(int64_t rows, const Tile& tile) {
-  for_each_group<kFusedRows>(0, rows, tile);
+  for_each_group<R>(0, rows, tile);
 }
 
-// The float32 step's tile for fused_forward_blocks_with: operands of float rows and weights, the
-// tile above, the gate math on float32 buffers.
+// One part of a fused step (bias + x_t W_ih^T, or h_{t-1} W_hh^T): its operand and where its
+// sums go.
+template <class Op>
+struct TilePart {
+  Op op;
+  TileTarget target;
+};
+
+// The float32 LSTM step's tile for fused_forward_blocks_with: operands of float rows and
+// weights, the 4-gate tile above, the gate math on float32 buffers.
 struct Float32Tile {
+  static constexpr int kRows = fused_rows<4>();
   static constexpr int64_t kInnerChunk = kFusedInnerChunk;
-  static FusedOperand input(const FusedStepArgs& a) { return input_operand<float>(a); }
-  static FusedOperand recurrent(const FusedStepArgs& a) { return recurrent_operand<float>(a); }
-  template <int R>
-  static void accumulate(const FusedStepArgs& a, const FusedOperand& op, int64_t row0,
-                         int64_t block, int64_t k0, int64_t k1, bool init) {
-    fused_accumulate<R>(a, op, row0, block, k0, k1, init);
+  static int64_t rows(const FusedStepArgs& a) { return a.pointwise.rows; }
+  static TilePart<FusedOperand> input(const FusedStepArgs& a) {
+    return {input_operand<float>(a), lstm_target(a, /*init=*/true)};
   }
-  static void gate_math(const PointwiseForwardArgs& a, int64_t row0, int64_t rows, int64_t block) {
-    block_units<ForwardUnits>(a, row0, rows, block);
+  static TilePart<FusedOperand> recurrent(const FusedStepArgs& a) {
+    return {recurrent_operand<float>(a), lstm_target(a, /*init=*/false)};
+  }
+  template <int R>
+  static void accumulate(const TileTarget& t, const FusedOperand& op, int64_t row0,
+                         int64_t block, int64_t k0, int64_t k1) {
+    fused_accumulate<R, 4>(t, op, row0, block, k0, k1);
+  }
+  static void gate_math(const FusedStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    block_units<ForwardUnits>(a.pointwise, row0, rows, block);
   }
 };
 
-// Per block, the parts of the step that `a.parts` asks for: bias + x_t W_ih^T (input fusion),
-// then + h_{t-1} W_hh^T, each in k chunks over the row tiles, and the gate math on a tile's units
-// right after its last chunk, while in L1. Tile: the element type's operands, register tile and
-// gate math (Float32Tile above; the bfloat16 one in fused_step_bf16.cpp).
-template <class Tile>
-inline void fused_forward_blocks_with(const FusedStepArgs& a, int64_t block_begin,
-                                      int64_t block_end) {
-  const int64_t rows = a.pointwise.rows;
-  // op's product for one block over its k chunks and row tiles; `init`: the first chunk starts
-  // from the bias (the input part), `gate_math`: the pointwise step after a tile's last chunk.
-  const auto accumulate = [&](const auto& op, int64_t block, bool init, bool gate_math) {
-    const int64_t K = op.inner;
-    const int64_t k_step = rows > kFusedRows ? Tile::kInnerChunk : std::max<int64_t>(K, 1);
+// Per block, the parts of the step that `a.parts` asks for: the input part (input fusion), then
+// the recurrent part, each in k chunks over the row tiles, and the gate math on a tile's units
+// right after its last chunk, while in L1. Tile: the cell's and element type's rows, parts,
+// register tile and gate math (Float32Tile above; the bfloat16 one in fused_step_bf16.cpp; the
+// GRU's and RNN's in fused_state_kernel.h). Args: FusedStepArgs or FusedStateStepArgs.
+template <class Tile, class Args>
+inline void fused_forward_blocks_with(const Args& a, int64_t block_begin, int64_t block_end) {
+  const int64_t rows = Tile::rows(a);
+  // A part's product for one block over its k chunks and row tiles (only the first chunk starts
+  // from the target's bias); `gate_math`: the pointwise step after a tile's last chunk.
+  const auto accumulate = [&](const auto& part, int64_t block, bool gate_math) {
+    const int64_t K = part.op.inner;
+    const int64_t k_step = rows > Tile::kRows ? Tile::kInnerChunk : std::max<int64_t>(K, 1);
+    TileTarget target = part.target;
     for (int64_t k0 = 0; k0 < K; k0 += k_step) {
       const int64_t k1 = std::min(K, k0 + k_step);
-      for_each_row_tile(rows, [&](auto n, int64_t row) {
-        Tile::template accumulate<decltype(n)::value>(a, op, row, block, k0, k1, init && k0 == 0);
-        if (gate_math && k1 == K) Tile::gate_math(a.pointwise, row, decltype(n)::value, block);
+      target.init = part.target.init && k0 == 0;
+      for_each_row_tile<Tile::kRows>(rows, [&](auto n, int64_t row) {
+        Tile::template accumulate<decltype(n)::value>(target, part.op, row, block, k0, k1);
+        if (gate_math && k1 == K) Tile::gate_math(a, row, decltype(n)::value, block);
       });
     }
   };
   const bool input_part = (a.parts & kFusedInputPart) != 0 && a.x != nullptr;
   const bool recurrent_part = (a.parts & kFusedRecurrentPart) != 0;
   for (int64_t block = block_begin; block < block_end; ++block) {
-    if (input_part) accumulate(Tile::input(a), block, /*init=*/true, /*gate_math=*/false);
-    if (recurrent_part) {
-      accumulate(Tile::recurrent(a), block, /*init=*/false, /*gate_math=*/true);
-    }
+    if (input_part) accumulate(Tile::input(a), block, /*gate_math=*/false);
+    if (recurrent_part) accumulate(Tile::recurrent(a), block, /*gate_math=*/true);
   }
 }
 
@@ -334,6 +364,7 @@ inline void for_each_block_group(int64_t block_begin, int64_t block_end, const T
 
 // The float32 backward's tile for fused_backward_blocks_with.
 struct Float32BackwardTile {
+  static constexpr int kRows = fused_rows<kBackwardBlocks>();
   template <int R, int NB>
   static void gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
     fused_backward_gemm<R, NB>(a, row0, block0);
@@ -351,7 +382,7 @@ inline void fused_backward_blocks_with(const FusedBackwardArgs& a, int64_t block
                                        int64_t block_end) {
   for_each_block_group(block_begin, block_end, [&](auto nb, int64_t block0) {
     constexpr int NB = decltype(nb)::value;
-    for_each_row_tile(a.step.gemm_rows, [&](auto n, int64_t row) {
+    for_each_row_tile<Tile::kRows>(a.step.gemm_rows, [&](auto n, int64_t row) {
       Tile::template gemm<decltype(n)::value, NB>(a, row, block0);
     });
     for (int64_t block = block0; block < block0 + NB; ++block) {

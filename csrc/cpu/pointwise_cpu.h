@@ -5,9 +5,47 @@
 #include <fusedlstm/pointwise.h>
 #include <fusedlstm/state_cell_units.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace fusedlstm::cpu {
+
+// Where a register tile's C vectors of one block of units go, as columns of a row of the
+// destination buffer. The LSTM's and GRU's tiles hold the C = 4 / 3 gates of V units (vector c
+// at column c * H + block * V); the Elman RNN's, with one gate, C = 4 consecutive vectors of
+// units (vector c at column block * 4V + c * V), so its tile does as many FMAs per load.
+struct TileColumns {
+  int64_t hidden;
+  int64_t gate_stride;   // columns between the tile's vectors' gates: H, or 0 (one gate)
+  int64_t block_units;   // units per block: V, or C * V
+  int64_t vector_units;  // units between the tile's vectors: 0 (one vector per gate), or V
+
+  int64_t unit(int64_t block, int c) const { return block * block_units + c * vector_units; }
+  int64_t column(int64_t block, int c) const { return c * gate_stride + unit(block, c); }
+  // Units of vector c that exist (the last block's are zero-padded in the packed weight).
+  int64_t lanes(int64_t block, int c, int64_t width) const {
+    return std::clamp<int64_t>(hidden - unit(block, c), 0, width);
+  }
+};
+
+// The columns of the LSTM's and GRU's tiles: one vector of `width` units per gate and block.
+inline TileColumns gate_columns(int64_t hidden, int64_t width) {
+  return {hidden, hidden, width, 0};
+}
+
+// Vectors per block of the Elman RNN's tiles (its one gate's units, consecutive).
+constexpr int kRnnTileVectors = 4;
+
+// The columns of a GRU's or RNN's tiles for vectors of `width` lanes.
+inline TileColumns state_tile_columns(StateCell cell, int64_t hidden, int64_t width) {
+  if (cell == StateCell::kGru) return gate_columns(hidden, width);
+  return {hidden, 0, kRnnTileVectors * width, width};
+}
+
+// The vectors of a GRU's or RNN's tile: its gates, or kRnnTileVectors.
+inline int state_tile_vectors(StateCell cell) {
+  return cell == StateCell::kGru ? 3 : kRnnTileVectors;
+}
 
 // The fused recurrent step's arguments: the pointwise step, plus h_{t-1} and the packed W_hh
 // (see fused_step_kernel.h). `preact` is updated in place: the kernel adds h_{t-1} W_hh^T into
@@ -38,6 +76,23 @@ struct FusedStepArgs {
 constexpr int kFusedInputPart = 1;
 constexpr int kFusedRecurrentPart = 2;
 
+// The GRU's and Elman RNN's fused step (fused_state_kernel.h), float32: the pointwise step
+// `state`, whose h_part the kernel writes (b_hh + h_{t-1} W_hh^T, h_{t-1} being state.h_prev;
+// state.bias_hh is unused) before the cell math reads it, and with input fusion (`x` set) its
+// x_part too (b_ih + x_t W_ih^T). Weights packed as the LSTM's, the tile's vectors being the
+// GRU's three gates or four vectors of the RNN's units (TileColumns).
+struct FusedStateStepArgs {
+  StateForwardArgs state;
+  const void* packed_weight;        // W_hh packed
+  const void* x;                    // (rows, x_inner) with row stride x_stride, or nullptr
+  int64_t x_stride;
+  int64_t x_inner;                  // I
+  const void* packed_input_weight;  // W_ih packed the same way
+  const float* bias_ih;             // (G) or nullptr
+  const float* bias_hh;             // (G) or nullptr
+  int parts;                        // kFusedInputPart / kFusedRecurrentPart, as FusedStepArgs'
+};
+
 // The fused recurrent backward step's arguments: the step and W_hh packed as
 // [block][u][gate][lane] (float32, see fused_step_kernel.h) or [block][u / 2][gate][lane][u % 2]
 // (bfloat16, fused_step_bf16.cpp; there grad_h_state, dL/dh, is float32).
@@ -53,6 +108,8 @@ using BackwardRowsFn = void (*)(const PointwiseBackwardArgs&, int64_t row_begin,
 using FusedBlocksFn = void (*)(const FusedStepArgs&, int64_t block_begin, int64_t block_end);
 using FusedBackwardBlocksFn = void (*)(const FusedBackwardArgs&, int64_t block_begin,
                                        int64_t block_end);
+using FusedStateBlocksFn = void (*)(const FusedStateStepArgs&, int64_t block_begin,
+                                    int64_t block_end);
 using StateForwardRowsFn = void (*)(const StateForwardArgs&, int64_t row_begin, int64_t row_end);
 using StateBackwardRowsFn = void (*)(const StateBackwardArgs&, int64_t row_begin,
                                      int64_t row_end);
@@ -66,6 +123,7 @@ struct RowKernels {
   const char* capability;
   StateForwardRowsFn state_forward;  // GRU and Elman RNN (state_cell_units.h)
   StateBackwardRowsFn state_backward;
+  FusedStateBlocksFn fused_state_forward;  // over blocks of state_tile_columns(...).block_units
 };
 
 // One per capability; AVX2 and AVX-512 exist only in x86-64 builds (FUSEDLSTM_X86_KERNELS).

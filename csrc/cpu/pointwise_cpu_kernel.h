@@ -218,6 +218,7 @@ inline void state_backward_rows(const StateBackwardArgs& a, int64_t row_begin, i
 }  // namespace fusedlstm
 
 #include "fused_step_kernel.h"
+#include "fused_state_kernel.h"
 
 namespace fusedlstm::cpu {
 inline namespace CPU_CAPABILITY {
@@ -225,7 +226,7 @@ inline namespace CPU_CAPABILITY {
 inline RowKernels row_kernels_here(const char* name) {
   return {&forward_rows,          &backward_rows,       &fused_forward_blocks,
           &fused_backward_blocks, fused_block_width(),  name,
-          &state_forward_rows,    &state_backward_rows};
+          &state_forward_rows,    &state_backward_rows, &fused_state_forward_blocks};
 }
 
 }  // namespace CPU_CAPABILITY

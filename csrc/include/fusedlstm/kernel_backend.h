@@ -16,6 +16,7 @@ struct KernelBackend : AtenGemm {
   using StepGemm = AtenStepGemm;
   using FusedStep = PersistentStep<Kernels>;
   using FusedBackward = PersistentStep<Kernels>;
+  using FusedStateStep = NoFusedStep;
   static void forward(const PointwiseForwardArgs& args) { Kernels::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { Kernels::backward(args); }
   static void state_forward(const StateForwardArgs& args) { Kernels::state_forward(args); }

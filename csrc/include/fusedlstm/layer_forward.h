@@ -75,7 +75,7 @@ class LayerForward {
     for (int64_t first = 0; first < s_.steps; first += chunk) {
       run_chunk(first, std::min(first + chunk, s_.steps) - 1, input_projection, previous_gates);
     }
-    if (fused_.active() && !has_proj_) gather_h_n();
+    if (fused_.active() && !has_proj_) gather_final_state(s_, reverse_, output_, h_state_);
     std::vector<int64_t> output_shape(input_.sizes().begin(), input_.sizes().end());
     output_shape.back() = P_;
     return {output_.view(output_shape), h_state_, c_state_, saved_gates_, cells_};
@@ -178,20 +178,6 @@ class LayerForward {
     at::Tensor step_output = output_.narrow(0, s_.row_offset[t], rows);
     projection_(step_output, m_step_.narrow(0, 0, rows), /*accumulate=*/false);
     h_state_.narrow(0, 0, rows).copy_(step_output);
-  }
-
-  // h_n: each row's h after the last step it took part in. Rows of step t absent from the step
-  // processed after it have just finished (the last step, or packed rows leaving).
-  void gather_h_n() {
-    for (int64_t i = 0; i < s_.steps; ++i) {
-      const int64_t t = step_at(s_, i, reverse_);
-      const int64_t next_rows = i + 1 < s_.steps ? s_.rows[step_at(s_, i + 1, reverse_)] : 0;
-      const int64_t from = std::min(next_rows, s_.rows[t]);
-      if (from < s_.rows[t]) {
-        h_state_.narrow(0, from, s_.rows[t] - from)
-            .copy_(output_.narrow(0, s_.row_offset[t] + from, s_.rows[t] - from));
-      }
-    }
   }
 
   const at::Tensor& input_;

@@ -50,6 +50,23 @@ inline int64_t step_at(const StepSchedule& s, int64_t i, bool reverse) {
   return reverse ? s.steps - 1 - i : i;
 }
 
+// The final state of each row from the output rows (N, width) into state (B, width): each row's
+// output after the last step it took part in. For loops that read h_{t-1} from the output rows
+// and leave the carried state alone (the fused steps). Rows of step t absent from the step
+// processed after it have just finished (the last step, or packed rows leaving).
+inline void gather_final_state(const StepSchedule& s, bool reverse, const at::Tensor& output,
+                               at::Tensor& state) {
+  for (int64_t i = 0; i < s.steps; ++i) {
+    const int64_t t = step_at(s, i, reverse);
+    const int64_t next_rows = i + 1 < s.steps ? s.rows[step_at(s, i + 1, reverse)] : 0;
+    const int64_t from = std::min(next_rows, s.rows[t]);
+    if (from < s.rows[t]) {
+      state.narrow(0, from, s.rows[t] - from)
+          .copy_(output.narrow(0, s.row_offset[t] + from, s.rows[t] - from));
+    }
+  }
+}
+
 // A chunk of consecutive steps, processing indices [first, last] in either direction: its steps
 // t_lo..t_hi in time order and the rows [row_lo, row_hi) they occupy in the flat buffers.
 struct ChunkRows {

@@ -14,6 +14,7 @@
 #include <fusedlstm/state_cell_math.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace fusedlstm {
 
@@ -46,6 +47,42 @@ struct StateBackwardArgs {
   void* grad_recurrent_side; // (rows, G); may be grad_input_side when the sides agree
   void* grad_h_prev;         // (rows, H) or nullptr: the direct part of dL/dh_{t-1}; may alias
                              // grad_h_extra (each unit reads before it writes)
+};
+
+// The same step restricted to rows [first, first + count).
+inline StateForwardArgs rows_of(const StateForwardArgs& a, int64_t first, int64_t count) {
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(a.dtype));
+  const int64_t G = state_cell_gates(a.cell) * a.hidden;
+  const auto at_row = [&](auto* p, int64_t stride) {
+    using Byte = std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>,
+                                    const char, char>;
+    if (p == nullptr) return p;
+    return static_cast<decltype(p)>(static_cast<Byte*>(p) + first * stride * elem);
+  };
+  StateForwardArgs out = a;
+  out.rows = count;
+  out.x_part = at_row(a.x_part, G);
+  out.h_part = at_row(a.h_part, G);
+  out.h_prev = at_row(a.h_prev, a.hidden);
+  out.h_out = at_row(a.h_out, a.hidden);
+  out.h_state = at_row(a.h_state, a.hidden);
+  out.saved = at_row(a.saved, state_cell_saved(a.cell) * a.hidden);
+  return out;
+}
+
+// One step of a back-end's fused GRU / RNN step (its FusedStateStep, see gemm.h): the pointwise
+// step `state` (its h_prev unused) and where its h_{t-1} rows are (row stride H): rows
+// [0, continuing) carry on from the step before (h_prev), rows [continuing, rows) start here
+// (h_start, same row numbering). With input fusion, x holds the step's input rows and
+// state.x_part is where the step writes b_ih + x_t W_ih^T; state.h_part is where it writes
+// b_hh + h_{t-1} W_hh^T.
+struct StateRecurrentStep {
+  StateForwardArgs state;
+  const void* h_prev;
+  int64_t continuing;
+  const void* h_start;
+  const void* x = nullptr;  // (rows, x_stride)
+  int64_t x_stride = 0;
 };
 
 // Forward of units [j, j + L::width) of one row.

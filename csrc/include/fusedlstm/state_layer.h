@@ -86,6 +86,31 @@ inline const void* data_or_null(const c10::optional<at::Tensor>& t) {
   return t.has_value() ? t->const_data_ptr() : nullptr;
 }
 
+// Step t for a fused step: its pointwise step without the carried state (the fused step reads
+// h_{t-1} from the output rows of the step before, or h0), and its input rows with input
+// fusion (x_rows: (N, I) contiguous; undefined without).
+inline StateRecurrentStep fused_state_step(const StepSchedule& s, int64_t t, bool reverse,
+                                           StateForwardArgs args, const at::Tensor& output,
+                                           const at::Tensor& h0_rows, const at::Tensor& x_rows) {
+  const int64_t elem = output.element_size();
+  const int64_t H = args.hidden;
+  const layer_detail::PreviousStep previous = layer_detail::previous_step(s, t, reverse);
+  args.h_prev = nullptr;
+  args.h_state = nullptr;
+  args.bias_hh = nullptr;  // the fused step adds it
+  StateRecurrentStep step{args,
+                          previous.prev < 0 ? nullptr
+                                            : static_cast<const char*>(output.const_data_ptr()) +
+                                                  s.row_offset[previous.prev] * H * elem,
+                          previous.continuing, h0_rows.const_data_ptr()};
+  if (x_rows.defined()) {
+    step.x_stride = x_rows.size(1);
+    step.x = static_cast<const char*>(x_rows.const_data_ptr()) +
+             s.row_offset[t] * step.x_stride * elem;
+  }
+  return step;
+}
+
 }  // namespace state_layer_detail
 
 // Returns (output, h_n, saved): output (T, B, H) for padded input, (N, H) packed; saved
@@ -105,45 +130,70 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
   const at::Tensor x = input.reshape({s.total_rows, shape.input_size});
   const at::Tensor b_hh_c = b_hh.has_value() ? b_hh->contiguous() : at::Tensor();
   at::Tensor output = Backend::empty({s.total_rows, H}, input.options());
-  at::Tensor h_state = h0.contiguous().clone();
+  const at::Tensor h0_rows = h0.contiguous();
+  at::Tensor h_state = h0_rows.clone();
   at::Tensor saved = train && saved_per_row > 0
                          ? Backend::empty({s.total_rows, saved_per_row}, input.options())
                          : at::empty({0}, input.options());
   at::Tensor h_part = Backend::empty({s.batch, G}, input.options());
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch, s.steps);
+  // Where the back-end has a fused step, it runs the recurrent GEMM and the cell in one pass
+  // (with input fusion the input projection too, into one (B, G) x_part that every step reuses),
+  // h_{t-1} read from the output rows of the step before and h_n gathered after the loop.
+  const typename Backend::FusedStateStep fused(cell, w_hh, s.batch, s.steps, w_ih, b_ih, b_hh,
+                                               /*inference=*/!train);
+  const bool input_fused = fused.fuses_input();
+  const at::Tensor x_rows = input_fused ? x.contiguous() : at::Tensor();
+  const at::Tensor fused_x_part =
+      input_fused ? Backend::empty({s.batch, G}, input.options()) : at::Tensor();
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch,
+                                             fused.active() ? 0 : s.steps);
   // The input projection a few steps at a time into a buffer that stays in cache
   // (layer_steps.h), training too: the backward keeps none of it (what it needs is `saved`), so
   // a projection of all steps would only raise the peak memory by N x G.
-  const int64_t chunk = layer_detail::inference_chunk_steps(s, G, elem);
+  const int64_t chunk = input_fused ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
   const int64_t chunk_count = (s.steps + chunk - 1) / chunk;
   const typename Backend::StepGemm input_projection(
-      w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch, chunk_count);
+      w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch,
+      input_fused ? 0 : chunk_count);
   const at::Tensor b_ih_t = b_ih.has_value() ? *b_ih : at::Tensor();
+  char* output_base = static_cast<char*>(output.data_ptr());
+  std::vector<StateRecurrentStep> fused_steps;
   for (int64_t first = 0; first < s.steps; first += chunk) {
     const ChunkRows rows_of_chunk =
         chunk_rows(s, first, std::min(first + chunk, s.steps) - 1, reverse);
     const at::Tensor x_part =
-        input_projection
-            .product(x.narrow(0, rows_of_chunk.row_lo, rows_of_chunk.row_hi - rows_of_chunk.row_lo),
-                     b_ih_t)
-            .contiguous();
+        input_fused ? fused_x_part
+                    : input_projection
+                          .product(x.narrow(0, rows_of_chunk.row_lo,
+                                            rows_of_chunk.row_hi - rows_of_chunk.row_lo),
+                                   b_ih_t)
+                          .contiguous();
     for (int64_t i = first; i < std::min(first + chunk, s.steps); ++i) {
       const int64_t t = step_at(s, i, reverse);
       const int64_t rows = s.rows[t];
       const int64_t offset = s.row_offset[t];
-      at::Tensor step_h_part = h_part.narrow(0, 0, rows);
-      recurrent(step_h_part, h_state.narrow(0, 0, rows), /*accumulate=*/false);
-      Backend::state_forward(StateForwardArgs{
+      StateForwardArgs args{
           cell, input.scalar_type(), rows, H,
           static_cast<const char*>(x_part.const_data_ptr()) +
-              (offset - rows_of_chunk.row_lo) * G * elem,
+              (input_fused ? 0 : offset - rows_of_chunk.row_lo) * G * elem,
           h_part.const_data_ptr(), b_hh_c.defined() ? b_hh_c.const_data_ptr() : nullptr,
-          h_state.const_data_ptr(), static_cast<char*>(output.data_ptr()) + offset * H * elem,
-          h_state.data_ptr(),
+          h_state.const_data_ptr(), output_base + offset * H * elem, h_state.data_ptr(),
           saved.numel() ? static_cast<char*>(saved.data_ptr()) + offset * saved_per_row * elem
-                        : nullptr});
+                        : nullptr};
+      if (fused.active()) {
+        fused_steps.push_back(fused_state_step(s, t, reverse, args, output, h0_rows, x_rows));
+        continue;
+      }
+      at::Tensor step_h_part = h_part.narrow(0, 0, rows);
+      recurrent(step_h_part, h_state.narrow(0, 0, rows), /*accumulate=*/false);
+      Backend::state_forward(args);
+    }
+    if (!fused_steps.empty()) {
+      fused.forward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
+      fused_steps.clear();
     }
   }
+  if (fused.active()) layer_detail::gather_final_state(s, reverse, output, h_state);
   std::vector<int64_t> output_shape(input.sizes().begin(), input.sizes().end());
   output_shape.back() = H;
   return {output.view(output_shape), h_state, saved};

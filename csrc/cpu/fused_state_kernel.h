@@ -1,0 +1,68 @@
+// The GRU's and Elman RNN's fused recurrent step (float32), on the LSTM's machinery
+// (fused_step_kernel.h): per block of units and tile of rows, b_hh + h_{t-1} W_hh^T accumulated
+// in registers into the step's h_part (with input fusion first b_ih + x_t W_ih^T into its
+// x_part: GRU's candidate gate needs the two apart), then the cell's shared per-unit code
+// (state_cell_units.h) on those units while they are in L1. The GRU's tile holds its three
+// gates of V units; the RNN's, one gate, four vectors of consecutive units (TileColumns).
+#pragma once
+
+#include <fusedlstm/state_cell_units.h>
+
+#include "fused_step_kernel.h"
+#include "pointwise_cpu.h"
+
+namespace fusedlstm::cpu {
+inline namespace CPU_CAPABILITY {
+
+// The fused step's tile for one cell (Math: GruMath, RnnTanhMath, RnnReluMath).
+template <class Math>
+struct StateTile {
+  static constexpr int kVectors = Math::kGates == 1 ? kRnnTileVectors : Math::kGates;
+  static constexpr int kRows = fused_rows<kVectors>();
+  static constexpr int64_t kInnerChunk = kFusedInnerChunk;
+
+  static TileColumns columns(const FusedStateStepArgs& a) {
+    return state_tile_columns(a.state.cell, a.state.hidden, FusedVec::size());
+  }
+  static int64_t rows(const FusedStateStepArgs& a) { return a.state.rows; }
+  // Both parts start from their bias: nothing was written before them.
+  static TilePart<FusedOperand> input(const FusedStateStepArgs& a) {
+    const int64_t G = Math::kGates * a.state.hidden;
+    return {{static_cast<const float*>(a.x), a.x_stride, a.x_inner,
+             static_cast<const float*>(a.packed_input_weight)},
+            {columns(a), static_cast<float*>(const_cast<void*>(a.state.x_part)), G, a.bias_ih,
+             /*init=*/true}};
+  }
+  static TilePart<FusedOperand> recurrent(const FusedStateStepArgs& a) {
+    const int64_t H = a.state.hidden;
+    return {{static_cast<const float*>(a.state.h_prev), H, H,
+             static_cast<const float*>(a.packed_weight)},
+            {columns(a), static_cast<float*>(const_cast<void*>(a.state.h_part)),
+             Math::kGates * H, a.bias_hh, /*init=*/true}};
+  }
+  template <int R>
+  static void accumulate(const TileTarget& t, const FusedOperand& op, int64_t row0,
+                         int64_t block, int64_t k0, int64_t k1) {
+    fused_accumulate<R, kVectors>(t, op, row0, block, k0, k1);
+  }
+  // The cell on the block's units: one vector per gate (GRU) or kVectors of them (RNN).
+  static void gate_math(const FusedStateStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    const TileColumns c = columns(a);
+    constexpr int kUnitVectors = Math::kGates == 1 ? kVectors : 1;
+    for (int v = 0; v < kUnitVectors; ++v) {
+      const int64_t j0 = c.unit(block, v);
+      if (j0 >= a.state.hidden) break;
+      vector_units<StateUnits<Math>::template Forward>(a.state, row0, rows, j0);
+    }
+  }
+};
+
+inline void fused_state_forward_blocks(const FusedStateStepArgs& a, int64_t block_begin,
+                                       int64_t block_end) {
+  with_state_cell(a.state.cell, [&](auto math) {
+    fused_forward_blocks_with<StateTile<decltype(math)>>(a, block_begin, block_end);
+  });
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace fusedlstm::cpu

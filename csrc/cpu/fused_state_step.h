@@ -1,0 +1,46 @@
+// The GRU's and Elman RNN's fused recurrent step on the CPU (float32): per step the recurrent
+// GEMM and the cell in one pass over blocks of units, W_hh packed once per call, with input
+// fusion the step's input projection too (fused_state_kernel.h has the kernels). Where it runs,
+// the threads and the packing are the LSTM's (fused_step.h: the same rules, run_sliced,
+// weight_packing.h).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <c10/util/Optional.h>
+
+#include <fusedlstm/state_cell_units.h>
+
+#include <cstdint>
+
+#include "pointwise_cpu.h"
+
+namespace fusedlstm::cpu {
+
+class FusedStateStep {
+ public:
+  // w_hh (G, H), w_ih (G, I) for input fusion, biases as the layer's; `inference`: the wider
+  // inference rule applies (fused_step.h).
+  FusedStateStep(StateCell cell, const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
+                 const at::Tensor& w_ih, const c10::optional<at::Tensor>& b_ih,
+                 const c10::optional<at::Tensor>& b_hh, bool inference);
+
+  bool active() const { return packed_.defined(); }
+  // Whether each step computes b_ih + x_t W_ih^T itself (no input projection GEMM).
+  bool fuses_input() const { return packed_input_.defined(); }
+
+  // Runs `count` consecutive steps; a step must not write its own h_{t-1}.
+  void forward_steps(const StateRecurrentStep* steps, int64_t count) const;
+
+ private:
+  StateCell cell_ = StateCell::kGru;
+  at::Tensor packed_;        // W_hh as [block][k][vector][lane] (weight_packing.h)
+  at::Tensor packed_input_;  // W_ih the same way, with input fusion
+  at::Tensor bias_ih_;       // float32 contiguous, or undefined
+  at::Tensor bias_hh_;
+  int64_t hidden_ = 0;
+  int64_t input_inner_ = 0;
+  int64_t blocks_ = 0;
+  FusedStateBlocksFn kernel_ = nullptr;
+};
+
+}  // namespace fusedlstm::cpu
