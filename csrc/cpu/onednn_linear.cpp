@@ -19,7 +19,22 @@ using PackFn = at::Tensor(const at::Tensor&, std::optional<int64_t>);
 struct OneDnnOps {
   std::optional<c10::TypedOperatorHandle<LinearFn>> linear;
   std::optional<c10::TypedOperatorHandle<PackFn>> pack;
+  // oneDNN's bfloat16 inner product needs AVX-512 (or AVX2-VNNI-2) on x86: on a plain AVX2 CPU it
+  // fails to create its primitive at any size, so there bfloat16 products take ATen's GEMMs.
+  bool bf16 = false;
 };
+
+// torch's own check of the CPU for oneDNN's bfloat16 kernels (false when the op is absent).
+bool onednn_bf16_supported() {
+  const auto check =
+      c10::Dispatcher::singleton().findSchema({"mkldnn::_is_mkldnn_bf16_supported", ""});
+  if (!check) return false;
+  try {
+    return check->typed<bool()>().call();
+  } catch (const c10::Error&) {
+    return false;
+  }
+}
 
 // Looked up once; absent when torch was built without oneDNN or renamed the ops.
 const OneDnnOps& ops() {
@@ -32,6 +47,7 @@ const OneDnnOps& ops() {
     if (linear && pack && linear->hasKernelForDispatchKey(c10::DispatchKey::CPU)) {
       result.linear = linear->typed<LinearFn>();
       result.pack = pack->typed<PackFn>();
+      result.bf16 = onednn_bf16_supported();
     }
     return result;
   }();
@@ -41,7 +57,9 @@ const OneDnnOps& ops() {
 }  // namespace
 
 bool onednn_linear_available(at::ScalarType dtype) {
-  return (dtype == at::kFloat || dtype == at::kBFloat16) && ops().linear.has_value();
+  const OneDnnOps& found = ops();
+  return found.linear.has_value() &&
+         (dtype == at::kFloat || (dtype == at::kBFloat16 && found.bf16));
 }
 
 at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
