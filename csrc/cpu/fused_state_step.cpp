@@ -84,19 +84,10 @@ void FusedStateStep::forward_steps(const StateRecurrentStep* steps, int64_t coun
     run_rows(step, work, 0, continuing, step.h_prev, parts);
     run_rows(step, work, continuing, rows, step.h_start, parts);
   };
-  // As the LSTM's: a slice's input part of step i + 1 writes only its own share's x_part
-  // columns, which its own step i has finished reading.
-  const auto input_part = [&](int64_t i, const SliceWork& work) {
-    if (fuses_input()) run_parts(i, work, kFusedInputPart);
-  };
-  const auto recurrent_part = [&](int64_t i, const SliceWork& work) {
-    run_parts(i, work, kFusedRecurrentPart);
-  };
   const int64_t G = state_cell_gates(cell_) * H;
   const int64_t macs_per_step = max_rows * (H + input_inner_) * G;
-  const int64_t row_groups = (max_rows + kRowGroup - 1) / kRowGroup;
-  run_sliced(count, blocks_, std::max<int64_t>(1, row_groups), slices_for(macs_per_step, blocks_),
-             recurrent_part, input_part);
+  run_fused_forward(count, blocks_, max_rows, slices_for(macs_per_step, blocks_), fuses_input(),
+                    run_parts);
 }
 
 }  // namespace fusedlstm::cpu

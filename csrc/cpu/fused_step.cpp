@@ -213,18 +213,9 @@ void FusedRecurrentStep::forward_steps(const RecurrentStep* steps, int64_t count
     run_rows(step, work, 0, continuing, step.h_prev, step.h_prev_stride, parts);
     run_rows(step, work, continuing, rows, step.h_start, step.h_start_stride, parts);
   };
-  // A slice's input part of step i + 1 writes only its own share's pre-activations, which its
-  // own step i has finished reading (the shares are the same every step).
-  const auto input_part = [&](int64_t i, const SliceWork& work) {
-    if (fuses_input()) run_parts(i, work, kFusedInputPart);
-  };
-  const auto recurrent_part = [&](int64_t i, const SliceWork& work) {
-    run_parts(i, work, kFusedRecurrentPart);
-  };
   const int64_t macs_per_step = max_rows * (inner_ + input_inner_) * 4 * blocks_ * width_;
-  const int64_t row_groups = (max_rows + kRowGroup - 1) / kRowGroup;
-  run_sliced(count, blocks_, std::max<int64_t>(1, row_groups),
-             slices_for(macs_per_step, blocks_), recurrent_part, input_part);
+  run_fused_forward(count, blocks_, max_rows, slices_for(macs_per_step, blocks_), fuses_input(),
+                    run_parts);
 }
 
 FusedRecurrentBackward::FusedRecurrentBackward(const at::Tensor& w_hh, int64_t max_rows,

@@ -12,6 +12,8 @@
 #include <limits>
 #include <thread>
 
+#include "pointwise_cpu.h"
+
 namespace fusedlstm::cpu {
 
 inline void cpu_relax() {
@@ -110,6 +112,23 @@ template <class RunStep>
 inline void run_sliced(int64_t count, int64_t blocks, int64_t slices, const RunStep& run_step) {
   run_sliced(count, blocks, /*row_groups=*/1, slices, run_step,
              [](int64_t, const SliceWork&) {});
+}
+
+// A fused forward step's schedule over `slices` threads (the LSTM's and the GRU's / RNN's):
+// run_parts(i, work, parts) runs step i's kFusedRecurrentPart, and with input fusion its
+// kFusedInputPart ahead of the wait for the other slices. A slice's input part of step i + 1
+// writes only its own share's columns, which its own step i has finished reading (the shares
+// are the same every step). Rows are shared in groups of kRowGroup.
+template <class RunParts>
+void run_fused_forward(int64_t count, int64_t blocks, int64_t max_rows, int64_t slices,
+                       bool fuses_input, const RunParts& run_parts) {
+  const int64_t row_groups = (max_rows + kRowGroup - 1) / kRowGroup;
+  run_sliced(
+      count, blocks, std::max<int64_t>(1, row_groups), slices,
+      [&](int64_t i, const SliceWork& work) { run_parts(i, work, kFusedRecurrentPart); },
+      [&](int64_t i, const SliceWork& work) {
+        if (fuses_input) run_parts(i, work, kFusedInputPart);
+      });
 }
 
 }  // namespace fusedlstm::cpu
