@@ -63,7 +63,7 @@ def main() -> int:
         ("test_cuda", [py, "-m", "pytest", "tests/test_cuda.py", "-q", "-p", "no:cacheprovider"],
          150),
         ("kernel_resources", [py, "bench/kernel_resources.py"], 30),
-        ("gpu_report", [py, "bench/gpu_report.py"], 120),
+        ("gpu_report", [py, "bench/gpu_report.py"], 150),
     ]
     results = {}
     for name, command, limit_s in stages:

@@ -23,10 +23,12 @@ CONFIGS = [
 ]
 
 
-def run_emulated(module, x, hx, step):
+def run_emulated(module, x, hx, step, runner=run):
+    """Forward + backward (runner: lstm_pairs' run, or state_pairs' for the GRU / RNN) on the
+    emulated CUDA back-end with cuda.step = step: outputs, grads, cooperative launches."""
     with simt.emulated_cuda_kernels(), backends.flags(cuda_step=step):
         before = simt.cooperative_launches()
-        outputs, grads = run(module, x, hx)
+        outputs, grads = runner(module, x, hx)
         return outputs, grads, simt.cooperative_launches() - before
 
 

@@ -27,6 +27,7 @@ class FusedStateStep {
   bool active() const { return packed_.defined(); }
   // Whether each step computes b_ih + x_t W_ih^T itself (no input projection GEMM).
   bool fuses_input() const { return packed_input_.defined(); }
+  bool whole_sequence() const { return false; }
 
   // Runs `count` consecutive steps; a step must not write its own h_{t-1}.
   void forward_steps(const StateRecurrentStep* steps, int64_t count) const;

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "persistent_kernels.cuh"
+#include "persistent_state_kernels.cuh"
 
 namespace fusedlstm::cuda {
 namespace {
@@ -90,6 +91,19 @@ int64_t CudaKernels::resident_blocks(c10::ScalarType dtype, bool backward, bool 
   return static_cast<int64_t>(per_multiprocessor) * props->multiProcessorCount;
 }
 
+int64_t CudaKernels::resident_state_blocks(StateCell cell, c10::ScalarType dtype, int threads,
+                                           size_t shared_bytes) {
+  const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
+  if (!props->cooperativeLaunch || shared_bytes > props->sharedMemPerBlockOptin) return 0;
+  int per_multiprocessor = 0;
+  kernels::with_persistent_state_kernel(cell, dtype, [&](auto kernel) {
+    allow_shared_bytes(kernel, shared_bytes);
+    C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel,
+                                                                 threads, shared_bytes));
+  });
+  return static_cast<int64_t>(per_multiprocessor) * props->multiProcessorCount;
+}
+
 bool CudaKernels::can_launch_persistent(c10::Device /*device*/) {
   // The steps are copied from host memory at each launch, which a captured graph would replay
   // from a host buffer long freed.
@@ -104,6 +118,11 @@ bool CudaKernels::launch(const kernels::PersistentForwardParams& params, c10::Sc
 bool CudaKernels::launch(const kernels::PersistentBackwardParams& params, c10::ScalarType dtype,
                          const kernels::PersistentGeometry& geometry) {
   return kernels::launch_persistent(params, dtype, geometry, GpuCooperativeLaunch{});
+}
+
+bool CudaKernels::launch(const kernels::PersistentStateForwardParams& params,
+                         c10::ScalarType dtype, const kernels::PersistentGeometry& geometry) {
+  return kernels::launch_persistent_state(params, dtype, geometry, GpuCooperativeLaunch{});
 }
 
 }  // namespace fusedlstm::cuda

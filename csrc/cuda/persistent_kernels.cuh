@@ -55,6 +55,21 @@ C10_HOST_DEVICE inline void backward_step_unit(const RecurrentBackwardStep& step
   }
 }
 
+// The block's slice of W_hh ((gates H, K) row-major) in shared memory, [k][gate][u]: the rows
+// of units [first_unit, first_unit + U) of every gate (zero past H), consecutive units
+// consecutive, so that neighbouring threads read neighbouring banks.
+template <typename scalar_t>
+__device__ inline void load_w_slice(scalar_t* w_slice, const scalar_t* w_hh, int64_t gates,
+                                    int64_t U, int64_t H, int64_t K, int64_t first_unit) {
+  for (int64_t i = threadIdx.x; i < gates * U * K; i += blockDim.x) {
+    const int64_t k = i / (gates * U);
+    const int64_t gate = i / U % gates;
+    const int64_t unit = first_unit + i % U;
+    w_slice[i] = unit < H ? w_hh[(gate * H + unit) * K + k] : scalar_t(0);
+  }
+  __syncthreads();
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kPersistentMaxThreads)
     persistent_forward_kernel(PersistentForwardParams p) {
@@ -64,14 +79,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
   const int64_t H = p.hidden;
   const int64_t K = p.columns;
   const int64_t first_unit = static_cast<int64_t>(blockIdx.x) * U;
-  const scalar_t* w_hh = static_cast<const scalar_t*>(p.w_hh);
-  for (int64_t i = threadIdx.x; i < 4 * U * K; i += blockDim.x) {
-    const int64_t k = i / (4 * U);
-    const int64_t gate = i / U % 4;
-    const int64_t unit = first_unit + i % U;
-    w_slice[i] = unit < H ? w_hh[(gate * H + unit) * K + k] : scalar_t(0);
-  }
-  __syncthreads();
+  load_w_slice(w_slice, static_cast<const scalar_t*>(p.w_hh), 4, U, H, K, first_unit);
   auto grid = cooperative_groups::this_grid();
   for (int64_t s = 0; s < p.count; ++s) {
     const RecurrentStep& step = p.steps[s];

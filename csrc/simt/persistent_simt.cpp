@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "../cuda/persistent_kernels.cuh"
+#include "../cuda/persistent_state_kernels.cuh"
 #include "cuda_simt.h"
 
 namespace fusedlstm::simt {
@@ -64,6 +65,16 @@ bool SimtKernels::launch(const kernels::PersistentForwardParams& params, c10::Sc
 bool SimtKernels::launch(const kernels::PersistentBackwardParams& params, c10::ScalarType dtype,
                          const kernels::PersistentGeometry& geometry) {
   return kernels::launch_persistent(params, dtype, geometry, EmulatedCooperativeLaunch{});
+}
+
+int64_t SimtKernels::resident_state_blocks(StateCell /*cell*/, c10::ScalarType dtype, int threads,
+                                           size_t shared_bytes) {
+  return resident_blocks(dtype, /*backward=*/false, /*tensor_cores=*/false, threads, shared_bytes);
+}
+
+bool SimtKernels::launch(const kernels::PersistentStateForwardParams& params,
+                         c10::ScalarType dtype, const kernels::PersistentGeometry& geometry) {
+  return kernels::launch_persistent_state(params, dtype, geometry, EmulatedCooperativeLaunch{});
 }
 
 int64_t emulated_cooperative_launches() {

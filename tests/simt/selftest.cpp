@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../../csrc/cuda/persistent_kernels.cuh"
+#include "../../csrc/cuda/persistent_state_kernels.cuh"
 #include "../../csrc/cuda/pointwise_kernels.cuh"
 #include "harness_kernels.cuh"
 
@@ -443,6 +444,84 @@ void test_persistent(Run how, int64_t steps, int64_t rows, int64_t hidden, int64
   check(equal, "persistent backward " + name);
 }
 
+// The GRU's / RNN's persistent forward (persistent_state_kernels.cuh) the same way: the kernel
+// against its per-unit code run step after step on this thread, in the kernel's summation order
+// (b_hh, then k), so equal bit for bit. Returns the saved values and every step's h.
+template <typename T>
+std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, bool kernel,
+                                                     int64_t steps, int64_t rows,
+                                                     int64_t hidden, int64_t slots) {
+  using fusedlstm::StateRecurrentStep;
+  const auto dtype = c10::CppTypeToScalarType<T>::value;
+  const int64_t gates = fusedlstm::state_cell_gates(cell);
+  const int64_t G = gates * hidden;
+  const int64_t saved_per_row = fusedlstm::state_cell_saved(cell) * hidden;
+  const auto w_hh = scaled_ramp<T>(G * hidden, 0.5f);
+  const auto bias = scaled_ramp<T>(G, 0.4f);
+  const auto h0 = scaled_ramp<T>(rows * hidden, 0.3f);
+  const auto x_part = scaled_ramp<T>(steps * rows * G, 1.0f);
+  std::vector<T> saved(std::max<int64_t>(1, steps * rows * saved_per_row));
+  std::vector<T> out(steps * rows * hidden);
+  std::vector<StateRecurrentStep> list;
+  for (int64_t t = 0; t < steps; ++t) {
+    const fusedlstm::StateForwardArgs args{
+        cell, dtype, rows, hidden, x_part.data() + t * rows * G, nullptr, nullptr, nullptr,
+        out.data() + t * rows * hidden, nullptr,
+        saved_per_row ? saved.data() + t * rows * saved_per_row : nullptr};
+    list.push_back({args, t ? out.data() + (t - 1) * rows * hidden : nullptr, t ? rows : 0,
+                    h0.data()});
+  }
+  if (kernel) {
+    const auto geometry =
+        fusedlstm::kernels::persistent_state_forward_geometry(gates, hidden, rows, slots,
+                                                              sizeof(T));
+    const fusedlstm::kernels::PersistentStateForwardParams params{
+        list.data(), steps, cell, w_hh.data(), bias.data(), hidden, geometry.units_per_block};
+    check(fusedlstm::kernels::launch_persistent_state(
+              params, dtype, geometry,
+              [](auto k, const auto& g, const auto& p) {
+                return launch_cooperative(k, dim3(g.blocks), dim3(g.threads), g.shared_bytes, p);
+              }),
+          "persistent GRU / RNN forward launched");
+    return {saved, out};
+  }
+  fusedlstm::with_state_cell(cell, [&](auto math) {
+    using Lanes = fusedlstm::ScalarLanes<T>;
+    for (const StateRecurrentStep& step : list) {
+      for (int64_t row = 0; row < rows; ++row) {
+        const T* h_prev =
+            (row < step.continuing ? static_cast<const T*>(step.h_prev) : h0.data()) +
+            row * hidden;
+        for (int64_t j = 0; j < hidden; ++j) {
+          typename Lanes::Compute sums[3];
+          for (int64_t g = 0; g < gates; ++g) sums[g] = bias[g * hidden + j];
+          for (int64_t k = 0; k < hidden; ++k) {
+            for (int64_t g = 0; g < gates; ++g) {
+              sums[g] += static_cast<typename Lanes::Compute>(h_prev[k]) *
+                         static_cast<typename Lanes::Compute>(w_hh[(g * hidden + j) * hidden + k]);
+            }
+          }
+          fusedlstm::state_forward_from_sums<decltype(math), T, Lanes>(
+              step.state, row, j, sums, static_cast<typename Lanes::Compute>(h_prev[j]));
+        }
+      }
+    }
+  });
+  return {saved, out};
+}
+
+template <typename T>
+void test_persistent_state(fusedlstm::StateCell cell, int64_t steps, int64_t rows,
+                           int64_t hidden, int64_t slots) {
+  const auto kernel = persistent_state_forward<T>(cell, true, steps, rows, hidden, slots);
+  const auto reference = persistent_state_forward<T>(cell, false, steps, rows, hidden, slots);
+  bool equal = true;
+  for (size_t i = 0; i < kernel.size(); ++i) equal &= same_bits(kernel[i], reference[i]);
+  check(equal, "persistent forward of cell " + std::to_string(static_cast<int>(cell)) + " " +
+                   c10::toString(c10::CppTypeToScalarType<T>::value) + " hidden " +
+                   std::to_string(hidden));
+}
+
 #endif
 
 void run(const char* name, const std::function<void()>& test) {
@@ -495,6 +574,13 @@ int main() {
   run("persistent kernels on tensor cores (emulated wmma)", [] {
     test_persistent<c10::Half>(Run::kTensorCoreKernel, 3, 3, 13, 4);
     test_persistent<c10::BFloat16>(Run::kTensorCoreKernel, 3, 17, 70, 2);  // 2 row tiles, 2 chunks
+  });
+  run("persistent GRU and RNN forward", [] {
+    using fusedlstm::StateCell;
+    for (const StateCell cell : {StateCell::kGru, StateCell::kRnnTanh, StateCell::kRnnRelu}) {
+      test_persistent_state<float>(cell, 4, 3, 13, 4);
+      test_persistent_state<c10::BFloat16>(cell, 3, 2, 9, 8);  // one or two units per block
+    }
   });
 #endif
   std::printf("%d passed, %d failed\n", passes, failures);

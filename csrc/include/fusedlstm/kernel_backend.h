@@ -5,6 +5,7 @@
 #pragma once
 
 #include <fusedlstm/gemm.h>
+#include <fusedlstm/persistent_state_step.h>
 #include <fusedlstm/persistent_step.h>
 #include <fusedlstm/pointwise.h>
 #include <fusedlstm/state_cell_units.h>
@@ -16,7 +17,7 @@ struct KernelBackend : AtenGemm {
   using StepGemm = AtenStepGemm;
   using FusedStep = PersistentStep<Kernels>;
   using FusedBackward = PersistentStep<Kernels>;
-  using FusedStateStep = NoFusedStep;
+  using FusedStateStep = PersistentStateStep<Kernels>;
   static void forward(const PointwiseForwardArgs& args) { Kernels::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { Kernels::backward(args); }
   static void state_forward(const StateForwardArgs& args) { Kernels::state_forward(args); }

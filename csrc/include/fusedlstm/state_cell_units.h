@@ -85,26 +85,21 @@ struct StateRecurrentStep {
   int64_t x_stride = 0;
 };
 
-// Forward of units [j, j + L::width) of one row.
+// The cell and its stores for units [j, j + L::width) of one row, from the step's recurrent
+// sums h_sums[k] (h_{t-1} W_hh^T + b_hh of gate k) and h_{t-1} itself: the pointwise pass's tail
+// below, and a persistent kernel's, which keeps the sums in registers.
 template <class Math, typename scalar_t, typename L>
-C10_HOST_DEVICE inline void state_forward_units(const StateForwardArgs& a, int64_t row,
-                                                int64_t j) {
+C10_HOST_DEVICE inline void state_forward_from_sums(const StateForwardArgs& a, int64_t row,
+                                                    int64_t j, const typename L::Compute* h_sums,
+                                                    typename L::Compute h_prev) {
   using C = typename L::Compute;
   const int64_t H = a.hidden;
   const int64_t G = Math::kGates * H;
   const scalar_t* x_part = static_cast<const scalar_t*>(a.x_part) + row * G + j;
-  const scalar_t* h_part = static_cast<const scalar_t*>(a.h_part) + row * G + j;
-  const scalar_t* bias = static_cast<const scalar_t*>(a.bias_hh);
   C x[Math::kGates];
-  C h[Math::kGates];
-  for (int k = 0; k < Math::kGates; ++k) {
-    x[k] = L::load(x_part + k * H, G);
-    h[k] = L::load(h_part + k * H, G);
-    if (bias) h[k] = h[k] + L::load(bias + k * H + j, 0);
-  }
+  for (int k = 0; k < Math::kGates; ++k) x[k] = L::load(x_part + k * H, G);
   const int64_t unit = row * H + j;
-  const auto out =
-      Math::template forward<C>(x, h, L::load(static_cast<const scalar_t*>(a.h_prev) + unit, H));
+  const auto out = Math::template forward<C>(x, h_sums, h_prev);
   L::store(static_cast<scalar_t*>(a.h_out) + unit, H, out.h);
   if (a.h_state) L::store(static_cast<scalar_t*>(a.h_state) + unit, H, out.h);
   if constexpr (Math::kSaved > 0) {
@@ -115,6 +110,24 @@ C10_HOST_DEVICE inline void state_forward_units(const StateForwardArgs& a, int64
       }
     }
   }
+}
+
+// Forward of units [j, j + L::width) of one row.
+template <class Math, typename scalar_t, typename L>
+C10_HOST_DEVICE inline void state_forward_units(const StateForwardArgs& a, int64_t row,
+                                                int64_t j) {
+  using C = typename L::Compute;
+  const int64_t H = a.hidden;
+  const int64_t G = Math::kGates * H;
+  const scalar_t* h_part = static_cast<const scalar_t*>(a.h_part) + row * G + j;
+  const scalar_t* bias = static_cast<const scalar_t*>(a.bias_hh);
+  C h[Math::kGates];
+  for (int k = 0; k < Math::kGates; ++k) {
+    h[k] = L::load(h_part + k * H, G);
+    if (bias) h[k] = h[k] + L::load(bias + k * H + j, 0);
+  }
+  state_forward_from_sums<Math, scalar_t, L>(
+      a, row, j, h, L::load(static_cast<const scalar_t*>(a.h_prev) + row * H + j, H));
 }
 
 // Backward of units [j, j + L::width) of one row.

@@ -150,7 +150,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
   // The input projection a few steps at a time into a buffer that stays in cache
   // (layer_steps.h), training too: the backward keeps none of it (what it needs is `saved`), so
   // a projection of all steps would only raise the peak memory by N x G.
-  const int64_t chunk = input_fused ? s.steps : layer_detail::inference_chunk_steps(s, G, elem);
+  const int64_t chunk = input_fused || fused.whole_sequence()
+                            ? s.steps
+                            : layer_detail::inference_chunk_steps(s, G, elem);
   const int64_t chunk_count = (s.steps + chunk - 1) / chunk;
   const typename Backend::StepGemm input_projection(
       w_ih, /*transpose=*/true, chunk_count == 1 ? s.total_rows : chunk * s.batch,
