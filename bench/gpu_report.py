@@ -1,7 +1,7 @@
 """The quick GPU report of `make gpu-check`: fusedlstm's persistent kernel and its per-step path
 (the switch cuda.step) vs nn.LSTM (cuDNN) on the main bench shapes, float32 with TF32 off and
-on, bfloat16; the GRU and Elman RNN (whose forward has the persistent kernel, their backward
-per step) vs nn.GRU / nn.RNN on three of them in float32; inference and training (forward +
+on, bfloat16; the GRU and Elman RNN (persistent kernels too, forward and backward) vs
+nn.GRU / nn.RNN on three of them in float32; inference and training (forward +
 backward). Side by side in one process, interleaved rounds, medians. Writes
 bench/results/report-gpu.md.
 

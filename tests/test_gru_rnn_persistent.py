@@ -1,8 +1,8 @@
-"""The GRU's and Elman RNN's persistent CUDA forward kernel (a layer direction's steps per
-cooperative launch) through the SIMT emulation, against nn.GRU / nn.RNN: forward (training and
-inference) and the backward after it (per step) over odd H, B=1, several blocks, stacked and
-bidirectional layers, no bias, packed input and every dtype; the per-step path and the refused
-launch's fallback give the same."""
+"""The GRU's and Elman RNN's persistent CUDA kernels (a layer direction's steps per cooperative
+launch; the backward's a chunk's) through the SIMT emulation, against nn.GRU / nn.RNN: forward
+(training and inference) and backward over odd H, B=1, several blocks, stacked and
+bidirectional layers, no bias, packed input, several backward chunks and every dtype; the
+per-step path and the refused launch's fallback give the same."""
 
 import contextlib
 import copy
@@ -53,7 +53,7 @@ def test_persistent_forward_matches_nn(kind, config, steps, batch):
     h0 = torch.randn(directions(ref), batch, config["hidden_size"], dtype=torch.float64)
     expected_outputs, expected_grads = run(ref, x, h0)
     outputs, grads, launches = run_emulated(ours, x, h0, "persistent")
-    assert launches == directions(ours)  # one forward launch per layer direction
+    assert launches == 2 * directions(ours)  # a forward and a backward launch per direction
     for a, e in zip(outputs + grads, expected_outputs + expected_grads, strict=True):
         torch.testing.assert_close(a, e, **tolerance("lstm", torch.float64))
     with torch.no_grad(), emulated("persistent"):
@@ -82,7 +82,32 @@ def test_persistent_packed_both_directions_matches_nn(kind):
     with emulated("persistent"):
         before = simt.cooperative_launches()
         actual = packed_run(ours)
-        assert simt.cooperative_launches() - before == 2
+        assert simt.cooperative_launches() - before == 4
+    for a, e in zip(actual, expected, strict=True):
+        torch.testing.assert_close(a, e, **tolerance("lstm", torch.float64))
+
+
+@pytest.mark.parametrize("chunk,chunks", [(1, 5), (2, 3)])
+@pytest.mark.parametrize("kind", KINDS)
+def test_backward_chunks_match_nn(kind, chunk, chunks):
+    """The backward in chunks of `chunk` steps (the switch backward_chunk_steps), one launch per
+    chunk, each carrying dL/dh into the next; packed input in reverse too (rows starting late)."""
+    ref, ours = make_pair(kind, 3, 10, bidirectional=True)
+    x = torch.randn(5, 3, 3, dtype=torch.float64)
+    h0 = torch.randn(2, 3, 10, dtype=torch.float64)
+    lengths = [5, 3, 2]
+
+    def packed_run(module):
+        xs, hx = x.clone().requires_grad_(), h0.clone().requires_grad_()
+        output, h_n = module(pack_padded_sequence(xs, lengths), hx)
+        loss_of(output, h_n).backward()
+        return [output.data, h_n, xs.grad, hx.grad, *(p.grad for p in module.parameters())]
+
+    expected = packed_run(ref)
+    with emulated("persistent"), backends.flags(backward_chunk_steps=chunk):
+        before = simt.cooperative_launches()
+        actual = packed_run(ours)
+        assert simt.cooperative_launches() - before == 2 * (1 + chunks)
     for a, e in zip(actual, expected, strict=True):
         torch.testing.assert_close(a, e, **tolerance("lstm", torch.float64))
 
@@ -113,8 +138,9 @@ def test_persistent_dtypes_against_float64_nn(kind, dtype):
     x = torch.randn(5, 18, 6, dtype=torch.float64)
     expected_outputs, expected_grads = run(ref, x, None)
     low_outputs, low_grads = run(ref_low, x.to(dtype), None)
-    outputs, grads, launches = run_emulated(ours, x.to(dtype), None, "persistent")
-    assert launches == 1
+    with backends.flags(backward_chunk_steps=5):  # one backward chunk
+        outputs, grads, launches = run_emulated(ours, x.to(dtype), None, "persistent")
+    assert launches == 2
     for index, (a, low, e) in enumerate(zip(outputs + grads, low_outputs + low_grads,
                                             expected_outputs + expected_grads, strict=True)):
         assert a.dtype == dtype
@@ -124,13 +150,12 @@ def test_persistent_dtypes_against_float64_nn(kind, dtype):
 
 
 def test_layer_too_large_for_the_device_takes_the_per_step_path():
-    """The GRU's W_hh slices exceed the emulated device's shared memory (227 KiB a block)."""
+    """The GRU's W_hh slices exceed the emulated device's shared memory (227 KiB a block): neither
+    kernel is launched."""
     ref, ours = make_pair("gru", 4, 600)
     x = torch.randn(2, 1, 4, dtype=torch.float64)
-    with torch.no_grad():
-        expected = ref(x)[0]
-        with emulated("persistent"):
-            before = simt.cooperative_launches()
-            actual = ours(x)[0]
-            assert simt.cooperative_launches() == before
-    torch.testing.assert_close(actual, expected, **tolerance("lstm", torch.float64))
+    expected_outputs, expected_grads = run(ref, x, None)
+    outputs, grads, launches = run_emulated(ours, x, None, "persistent")
+    assert launches == 0
+    for a, e in zip(outputs + grads, expected_outputs + expected_grads, strict=True):
+        torch.testing.assert_close(a, e, **tolerance("lstm", torch.float64))

@@ -91,16 +91,23 @@ int64_t CudaKernels::resident_blocks(c10::ScalarType dtype, bool backward, bool 
   return static_cast<int64_t>(per_multiprocessor) * props->multiProcessorCount;
 }
 
-int64_t CudaKernels::resident_state_blocks(StateCell cell, c10::ScalarType dtype, int threads,
-                                           size_t shared_bytes) {
+int64_t CudaKernels::resident_state_blocks(StateCell cell, c10::ScalarType dtype, bool backward,
+                                           int threads, size_t shared_bytes) {
   const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
   if (!props->cooperativeLaunch || shared_bytes > props->sharedMemPerBlockOptin) return 0;
   int per_multiprocessor = 0;
-  kernels::with_persistent_state_kernel(cell, dtype, [&](auto kernel) {
+  const auto query = [&](auto kernel) {
     allow_shared_bytes(kernel, shared_bytes);
     C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_multiprocessor, kernel,
                                                                  threads, shared_bytes));
-  });
+  };
+  if (backward) {
+    kernels::with_persistent_state_kernel<kernels::PersistentStateBackwardParams>(cell, dtype,
+                                                                                 query);
+  } else {
+    kernels::with_persistent_state_kernel<kernels::PersistentStateForwardParams>(cell, dtype,
+                                                                                query);
+  }
   return static_cast<int64_t>(per_multiprocessor) * props->multiProcessorCount;
 }
 
@@ -121,6 +128,11 @@ bool CudaKernels::launch(const kernels::PersistentBackwardParams& params, c10::S
 }
 
 bool CudaKernels::launch(const kernels::PersistentStateForwardParams& params,
+                         c10::ScalarType dtype, const kernels::PersistentGeometry& geometry) {
+  return kernels::launch_persistent_state(params, dtype, geometry, GpuCooperativeLaunch{});
+}
+
+bool CudaKernels::launch(const kernels::PersistentStateBackwardParams& params,
                          c10::ScalarType dtype, const kernels::PersistentGeometry& geometry) {
   return kernels::launch_persistent_state(params, dtype, geometry, GpuCooperativeLaunch{});
 }

@@ -70,6 +70,18 @@ __device__ inline void load_w_slice(scalar_t* w_slice, const scalar_t* w_hh, int
   __syncthreads();
 }
 
+// The block's columns of W_hh ((G, H) row-major) in shared memory, [gate row][u]: columns
+// [first_unit, first_unit + U) of every row (zero past H), for the backward's dL/dh of its units.
+template <typename scalar_t>
+__device__ inline void load_w_columns(scalar_t* w_columns, const scalar_t* w_hh, int64_t G,
+                                      int64_t U, int64_t H, int64_t first_unit) {
+  for (int64_t i = threadIdx.x; i < G * U; i += blockDim.x) {
+    const int64_t unit = first_unit + i % U;
+    w_columns[i] = unit < H ? w_hh[(i / U) * H + unit] : scalar_t(0);
+  }
+  __syncthreads();
+}
+
 template <typename scalar_t>
 __global__ void __launch_bounds__(kPersistentMaxThreads)
     persistent_forward_kernel(PersistentForwardParams p) {
@@ -113,12 +125,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
   const int64_t H = p.hidden;
   const int64_t G = 4 * H;
   const int64_t first_unit = static_cast<int64_t>(blockIdx.x) * U;
-  const scalar_t* w_hh = static_cast<const scalar_t*>(p.w_hh);
-  for (int64_t i = threadIdx.x; i < G * U; i += blockDim.x) {
-    const int64_t unit = first_unit + i % U;
-    w_columns[i] = unit < H ? w_hh[(i / U) * H + unit] : scalar_t(0);
-  }
-  __syncthreads();
+  load_w_columns(w_columns, static_cast<const scalar_t*>(p.w_hh), G, U, H, first_unit);
   auto grid = cooperative_groups::this_grid();
   for (int64_t s = 0; s < p.count; ++s) {
     const RecurrentBackwardStep& step = p.steps[s];

@@ -26,10 +26,12 @@ struct SimtKernels {
                      const kernels::PersistentGeometry& geometry);
   static bool launch(const kernels::PersistentBackwardParams& params, c10::ScalarType dtype,
                      const kernels::PersistentGeometry& geometry);
-  // The GRU's / RNN's persistent forward (persistent_state_step.h).
-  static int64_t resident_state_blocks(StateCell cell, c10::ScalarType dtype, int threads,
-                                       size_t shared_bytes);
+  // The GRU's / RNN's persistent kernels (persistent_state_step.h).
+  static int64_t resident_state_blocks(StateCell cell, c10::ScalarType dtype, bool backward,
+                                       int threads, size_t shared_bytes);
   static bool launch(const kernels::PersistentStateForwardParams& params, c10::ScalarType dtype,
+                     const kernels::PersistentGeometry& geometry);
+  static bool launch(const kernels::PersistentStateBackwardParams& params, c10::ScalarType dtype,
                      const kernels::PersistentGeometry& geometry);
 };
 

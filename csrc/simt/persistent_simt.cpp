@@ -67,12 +67,17 @@ bool SimtKernels::launch(const kernels::PersistentBackwardParams& params, c10::S
   return kernels::launch_persistent(params, dtype, geometry, EmulatedCooperativeLaunch{});
 }
 
-int64_t SimtKernels::resident_state_blocks(StateCell /*cell*/, c10::ScalarType dtype, int threads,
-                                           size_t shared_bytes) {
-  return resident_blocks(dtype, /*backward=*/false, /*tensor_cores=*/false, threads, shared_bytes);
+int64_t SimtKernels::resident_state_blocks(StateCell /*cell*/, c10::ScalarType dtype,
+                                           bool backward, int threads, size_t shared_bytes) {
+  return resident_blocks(dtype, backward, /*tensor_cores=*/false, threads, shared_bytes);
 }
 
 bool SimtKernels::launch(const kernels::PersistentStateForwardParams& params,
+                         c10::ScalarType dtype, const kernels::PersistentGeometry& geometry) {
+  return kernels::launch_persistent_state(params, dtype, geometry, EmulatedCooperativeLaunch{});
+}
+
+bool SimtKernels::launch(const kernels::PersistentStateBackwardParams& params,
                          c10::ScalarType dtype, const kernels::PersistentGeometry& geometry) {
   return kernels::launch_persistent_state(params, dtype, geometry, EmulatedCooperativeLaunch{});
 }

@@ -473,8 +473,7 @@ std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, 
   }
   if (kernel) {
     const auto geometry =
-        fusedlstm::kernels::persistent_state_forward_geometry(gates, hidden, rows, slots,
-                                                              sizeof(T));
+        fusedlstm::kernels::persistent_state_geometry(gates, hidden, rows, slots, sizeof(T));
     const fusedlstm::kernels::PersistentStateForwardParams params{
         list.data(), steps, cell, w_hh.data(), bias.data(), hidden, geometry.units_per_block};
     check(fusedlstm::kernels::launch_persistent_state(
@@ -510,6 +509,80 @@ std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, 
   return {saved, out};
 }
 
+// The GRU's / RNN's persistent backward the same way: per step dL/dh_t from the later step's
+// recurrent-side gradients (plus the GRU's direct part), then each unit's pointwise backward, and
+// a last step that only carries dL/dh into h0. Returns both sides' gradients and dL/dh.
+template <typename T>
+std::vector<std::vector<T>> persistent_state_backward(fusedlstm::StateCell cell, bool kernel,
+                                                      int64_t steps, int64_t rows,
+                                                      int64_t hidden, int64_t slots) {
+  using fusedlstm::StateRecurrentBackwardStep;
+  using Compute = typename fusedlstm::ScalarLanes<T>::Compute;
+  const auto dtype = c10::CppTypeToScalarType<T>::value;
+  const int64_t gates = fusedlstm::state_cell_gates(cell);
+  const int64_t G = gates * hidden;
+  const int64_t units = rows * hidden;
+  const int64_t saved_per_row = fusedlstm::state_cell_saved(cell) * hidden;
+  const bool direct = cell == fusedlstm::StateCell::kGru;
+  const auto w_hh = scaled_ramp<T>(G * hidden, 0.5f);
+  const auto saved = scaled_ramp<T>(std::max<int64_t>(1, steps * rows * saved_per_row), 0.9f);
+  const auto h_out = scaled_ramp<T>(steps * units, 0.6f);
+  const auto h_prev = scaled_ramp<T>(steps * units, 0.4f);
+  const auto grad_out = scaled_ramp<T>(steps * units, 0.8f);
+  std::vector<T> input_side(steps * rows * G), recurrent_side(steps * rows * G);
+  T* sides = direct ? recurrent_side.data() : input_side.data();  // the RNN's are one
+  auto grad_h = scaled_ramp<T>(units, 0.2f);
+  std::vector<StateRecurrentBackwardStep> list;
+  for (int64_t t = steps - 1; t >= 0; --t) {  // latest first
+    const fusedlstm::StateBackwardArgs args{
+        cell, dtype, rows, hidden, grad_out.data() + t * units, grad_h.data(),
+        saved_per_row ? saved.data() + t * rows * saved_per_row : nullptr,
+        h_out.data() + t * units, h_prev.data() + t * units, input_side.data() + t * rows * G,
+        sides + t * rows * G, direct ? grad_h.data() : nullptr};
+    list.push_back({t + 1 < steps ? sides + (t + 1) * rows * G : nullptr,
+                    t + 1 < steps ? rows : 0, grad_h.data(), args});
+  }
+  fusedlstm::StateBackwardArgs no_rows{};
+  no_rows.rows = 0;
+  list.push_back({sides, rows, grad_h.data(), no_rows});
+  if (kernel) {
+    const auto geometry = fusedlstm::kernels::persistent_state_geometry(gates, hidden, rows, slots,
+                                                                        sizeof(T));
+    const fusedlstm::kernels::PersistentStateBackwardParams params{
+        list.data(), static_cast<int64_t>(list.size()), cell, w_hh.data(), hidden,
+        geometry.units_per_block};
+    check(fusedlstm::kernels::launch_persistent_state(
+              params, dtype, geometry,
+              [](auto k, const auto& g, const auto& p) {
+                return launch_cooperative(k, dim3(g.blocks), dim3(g.threads), g.shared_bytes, p);
+              }),
+          "persistent GRU / RNN backward launched");
+    return {input_side, recurrent_side, grad_h};
+  }
+  fusedlstm::with_state_cell(cell, [&](auto math) {
+    for (const StateRecurrentBackwardStep& step : list) {
+      for (int64_t row = 0; row < step.gemm_rows; ++row) {
+        for (int64_t j = 0; j < hidden; ++j) {
+          const T* next = static_cast<const T*>(step.grad_recurrent_next) + row * G;
+          Compute sum = 0;
+          for (int64_t r = 0; r < G; ++r) {
+            sum += static_cast<Compute>(next[r]) * static_cast<Compute>(w_hh[r * hidden + j]);
+          }
+          if (direct) sum += static_cast<Compute>(grad_h[row * hidden + j]);
+          grad_h[row * hidden + j] = static_cast<T>(sum);
+        }
+      }
+      for (int64_t row = 0; row < step.state.rows; ++row) {
+        for (int64_t j = 0; j < hidden; ++j) {
+          fusedlstm::state_backward_units<decltype(math), T, fusedlstm::ScalarLanes<T>>(
+              step.state, row, j);
+        }
+      }
+    }
+  });
+  return {input_side, recurrent_side, grad_h};
+}
+
 template <typename T>
 void test_persistent_state(fusedlstm::StateCell cell, int64_t steps, int64_t rows,
                            int64_t hidden, int64_t slots) {
@@ -518,6 +591,16 @@ void test_persistent_state(fusedlstm::StateCell cell, int64_t steps, int64_t row
   bool equal = true;
   for (size_t i = 0; i < kernel.size(); ++i) equal &= same_bits(kernel[i], reference[i]);
   check(equal, "persistent forward of cell " + std::to_string(static_cast<int>(cell)) + " " +
+                   c10::toString(c10::CppTypeToScalarType<T>::value) + " hidden " +
+                   std::to_string(hidden));
+  const auto backward = persistent_state_backward<T>(cell, true, steps, rows, hidden, slots);
+  const auto backward_reference =
+      persistent_state_backward<T>(cell, false, steps, rows, hidden, slots);
+  equal = true;
+  for (size_t i = 0; i < backward.size(); ++i) {
+    equal &= same_bits(backward[i], backward_reference[i]);
+  }
+  check(equal, "persistent backward of cell " + std::to_string(static_cast<int>(cell)) + " " +
                    c10::toString(c10::CppTypeToScalarType<T>::value) + " hidden " +
                    std::to_string(hidden));
 }
@@ -575,7 +658,7 @@ int main() {
     test_persistent<c10::Half>(Run::kTensorCoreKernel, 3, 3, 13, 4);
     test_persistent<c10::BFloat16>(Run::kTensorCoreKernel, 3, 17, 70, 2);  // 2 row tiles, 2 chunks
   });
-  run("persistent GRU and RNN forward", [] {
+  run("persistent GRU and RNN forward and backward", [] {
     using fusedlstm::StateCell;
     for (const StateCell cell : {StateCell::kGru, StateCell::kRnnTanh, StateCell::kRnnRelu}) {
       test_persistent_state<float>(cell, 4, 3, 13, 4);

@@ -11,6 +11,7 @@
 //                                 preact_dtype(dtype), the type of its pre-activation buffer;
 //                                 whole_sequence(): inference hands it all steps at once)
 //   Backend::FusedStateStep       the same for the GRU's and RNN's forward step
+//   Backend::FusedStateBackward   and for their backward step
 //   Backend::FusedBackward        the same for the backward step (grad_h_dtype(dtype), the type
 //                                 of the dL/dh it carries between steps)
 // These ATen versions serve every device; the CPU back-end replaces them with oneDNN / MKL-packed
@@ -88,6 +89,8 @@ struct NoFusedStep {
   NoFusedStep(Cell /*cell*/, const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/,
               const at::Tensor& /*w_ih*/, const c10::optional<at::Tensor>& /*b_ih*/,
               const c10::optional<at::Tensor>& /*b_hh*/, bool /*inference*/) {}
+  template <class Cell>
+  NoFusedStep(Cell /*cell*/, const at::Tensor& /*w_hh*/, int64_t /*max_rows*/, int64_t /*calls*/) {}
   bool active() const { return false; }
   bool fuses_input() const { return false; }
   bool whole_sequence() const { return false; }

@@ -18,6 +18,7 @@ struct KernelBackend : AtenGemm {
   using FusedStep = PersistentStep<Kernels>;
   using FusedBackward = PersistentStep<Kernels>;
   using FusedStateStep = PersistentStateStep<Kernels>;
+  using FusedStateBackward = PersistentStateStep<Kernels>;
   static void forward(const PointwiseForwardArgs& args) { Kernels::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { Kernels::backward(args); }
   static void state_forward(const StateForwardArgs& args) { Kernels::state_forward(args); }

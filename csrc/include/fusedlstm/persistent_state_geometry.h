@@ -1,5 +1,5 @@
-// What the host needs of the GRU's and Elman RNN's persistent forward kernel
-// (cuda/persistent_state_kernels.cuh): its parameters and its shared memory. Plain C++, no
+// What the host needs of the GRU's and Elman RNN's persistent kernels
+// (cuda/persistent_state_kernels.cuh): their parameters and their shared memory. Plain C++, no
 // device code; the units are dealt to blocks as the LSTM's (persistent_geometry.h).
 #pragma once
 
@@ -22,14 +22,23 @@ struct PersistentStateForwardParams {
   int64_t units_per_block;
 };
 
-// The block's slice of W_hh in shared memory: kGates U H elements ([k][gate][u]).
-inline PersistentGeometry persistent_state_forward_geometry(int64_t gates, int64_t hidden,
-                                                            int64_t max_rows,
-                                                            int64_t resident_blocks,
-                                                            size_t element_size) {
+// Shared memory, forward and backward alike: kGates U H elements, the forward's slice of W_hh
+// ([k][gate][u]) or the backward's columns ([gate row][u]).
+inline PersistentGeometry persistent_state_geometry(int64_t gates, int64_t hidden,
+                                                    int64_t max_rows, int64_t resident_blocks,
+                                                    size_t element_size) {
   PersistentGeometry g = deal_units(hidden, max_rows, resident_blocks);
   g.shared_bytes = static_cast<size_t>(gates * g.units_per_block * hidden) * element_size;
   return g;
 }
+
+struct PersistentStateBackwardParams {
+  const StateRecurrentBackwardStep* steps;  // `count` steps, latest first
+  int64_t count;
+  StateCell cell;
+  const void* w_hh;  // (kGates H, H) row-major
+  int64_t hidden;
+  int64_t units_per_block;
+};
 
 }  // namespace fusedlstm::kernels

@@ -1,13 +1,14 @@
-// The GRU's and Elman RNN's persistent forward kernel (cuda/persistent_state_kernels.cuh) as a
-// kernel back-end's FusedStateStep (gemm.h): state_layer.h hands it a layer direction's steps and
-// it runs them in one cooperative launch. Chosen as the LSTM's (persistent_step.h): the switch
-// cuda.step, the device's answer to whether every block can be resident with its slice of W_hh in
-// shared memory, and a refused launch runs the same steps one at a time (a GEMM and the pointwise
-// kernel each), never a grid barrier waited on by a grid that is not all there.
+// The GRU's and Elman RNN's persistent kernels (cuda/persistent_state_kernels.cuh) as a kernel
+// back-end's FusedStateStep and FusedStateBackward (gemm.h): state_layer.h hands it a layer
+// direction's steps (the backward: a chunk's) and it runs them in one cooperative launch. Chosen
+// as the LSTM's (persistent_step.h): the switch cuda.step, the device's answer to whether every
+// block can be resident with its slice of W_hh in shared memory, and a refused launch runs the
+// same steps one at a time (a GEMM and the pointwise kernel each), never a grid barrier waited
+// on by a grid that is not all there.
 //
 // Kernels provides, beside what persistent_step.h needs: resident_state_blocks(cell, dtype,
-// threads, shared_bytes), launch(PersistentStateForwardParams, dtype, geometry) and
-// state_forward (the pointwise kernel).
+// backward, threads, shared_bytes), launch(PersistentState{Forward,Backward}Params, dtype,
+// geometry) and state_forward / state_backward (the pointwise kernels).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -33,7 +34,14 @@ class PersistentStateStep {
         bias_hh_(b_hh.has_value() ? b_hh->contiguous() : at::Tensor()),
         hidden_(w_hh.size(1)),
         mode_(switch_value(Switch::kCudaStep)),
-        active_(calls > 0 && chosen(max_rows)) {}
+        active_(calls > 0 && chosen(max_rows, /*backward=*/false)) {}
+  // The backward's: w_hh (kGates H, H).
+  PersistentStateStep(StateCell cell, const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
+      : cell_(cell),
+        w_hh_(w_hh.contiguous()),
+        hidden_(w_hh.size(1)),
+        mode_(switch_value(Switch::kCudaStep)),
+        active_(calls > 0 && chosen(max_rows, /*backward=*/true)) {}
 
   bool active() const { return active_; }
   bool fuses_input() const { return false; }
@@ -52,17 +60,28 @@ class PersistentStateStep {
     for (int64_t s = 0; s < count; ++s) forward_step_by_step(steps[s]);
   }
 
+  void backward_steps(const StateRecurrentBackwardStep* steps, int64_t count) const {
+    const kernels::PersistentStateBackwardParams params{
+        steps, count, cell_, w_hh_.const_data_ptr(), hidden_, geometry_.units_per_block};
+    if (mode_ != kCudaStepPersistentRefused &&
+        Kernels::launch(params, w_hh_.scalar_type(), geometry_)) {
+      return;
+    }
+    for (int64_t s = 0; s < count; ++s) backward_step_by_step(steps[s]);
+  }
+
  private:
-  bool chosen(int64_t max_rows) {
+  bool chosen(int64_t max_rows, bool backward) {
     if (mode_ == kCudaStepPerStep || !Kernels::can_launch_persistent(w_hh_.device())) {
       return false;
     }
     // auto: the LSTM's placeholder rule until make gpu-check measures the crossover
     if (mode_ == kAuto && max_rows > 2 * kernels::kPersistentMaxThreads) return false;
-    geometry_ = kernels::persistent_state_forward_geometry(
-        state_cell_gates(cell_), hidden_, max_rows, Kernels::multiprocessors(w_hh_.device()),
-        w_hh_.element_size());
-    return Kernels::resident_state_blocks(cell_, w_hh_.scalar_type(), geometry_.threads,
+    const int64_t slots = Kernels::multiprocessors(w_hh_.device());
+    geometry_ = kernels::persistent_state_geometry(state_cell_gates(cell_), hidden_, max_rows,
+                                                   slots, w_hh_.element_size());
+    return Kernels::resident_state_blocks(cell_, w_hh_.scalar_type(), backward,
+                                          geometry_.threads,
                                           geometry_.shared_bytes) >= geometry_.blocks;
   }
 
@@ -94,9 +113,25 @@ class PersistentStateStep {
     }
   }
 
+  // The refused launch's backward step: dL/dh_t (+)= grad_recurrent_next W_hh (the GRU adds to
+  // its direct part), then the pointwise kernel.
+  void backward_step_by_step(const StateRecurrentBackwardStep& step) const {
+    if (step.gemm_rows > 0) {
+      at::Tensor grad_h = rows_at(step.grad_h_state, 0, step.gemm_rows, hidden_);
+      const at::Tensor next =
+          rows_at(step.grad_recurrent_next, 0, step.gemm_rows, w_hh_.size(0));
+      if (cell_ == StateCell::kGru) {
+        at::addmm_out(grad_h, grad_h, next, w_hh_);
+      } else {
+        at::mm_out(grad_h, next, w_hh_);
+      }
+    }
+    if (step.state.rows > 0) Kernels::state_backward(step.state);
+  }
+
   const StateCell cell_;
   const at::Tensor w_hh_;
-  const at::Tensor bias_hh_;
+  const at::Tensor bias_hh_;  // the forward's, or undefined
   const int64_t hidden_;
   const int64_t mode_;
   kernels::PersistentGeometry geometry_;

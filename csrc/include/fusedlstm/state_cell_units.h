@@ -85,6 +85,19 @@ struct StateRecurrentStep {
   int64_t x_stride = 0;
 };
 
+// One step of a back-end's fused GRU / RNN backward (its FusedStateBackward, see gemm.h), in the
+// order they run (latest first): first dL/dh_t of rows [0, gemm_rows) in grad_h_state gets
+// grad_recurrent_next W_hh (the step after's recurrent-side pre-activation gradients, (gemm_rows,
+// G)), added to the direct part already there for the GRU, in place of it for the RNN; then the
+// pointwise backward `state` (its grad_h_extra and grad_h_prev: grad_h_state). A chunk's last
+// step has state.rows = 0: it only carries dL/dh on.
+struct StateRecurrentBackwardStep {
+  const void* grad_recurrent_next;
+  int64_t gemm_rows;
+  void* grad_h_state;  // (B, H)
+  StateBackwardArgs state;
+};
+
 // The cell and its stores for units [j, j + L::width) of one row, from the step's recurrent
 // sums h_sums[k] (h_{t-1} W_hh^T + b_hh of gate k) and h_{t-1} itself: the pointwise pass's tail
 // below, and a persistent kernel's, which keeps the sums in registers.

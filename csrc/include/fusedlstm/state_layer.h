@@ -243,7 +243,16 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
   at::Tensor grad_h_state = grad_h_n.contiguous().clone();
   at::Tensor grad_input = need_input_grad ? Backend::empty({N, shape.input_size}, input.options())
                                           : at::empty({0}, input.options());
-  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch, s.steps);
+  // Where the back-end has a fused backward step, each chunk's steps run in one pass of it (the
+  // recurrent GEMM of a step done at the start of the step before it, state_cell_units.h's
+  // StateRecurrentBackwardStep), then one more step carries dL/dh out of the chunk.
+  const typename Backend::FusedStateBackward fused(cell, w_hh, s.batch, s.steps);
+  const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, s.batch,
+                                             fused.active() ? 0 : s.steps);
+  std::vector<StateRecurrentBackwardStep> fused_steps;
+  const auto recurrent_rows_of = [&](int64_t local) {
+    return static_cast<const char*>(grad_recurrent_side.const_data_ptr()) + local * G * elem;
+  };
   at::Tensor grad_w_ih_t, grad_w_hh_t, grad_b_ih, grad_b_hh;
 
   for (int64_t end = s.steps; end > 0; end -= chunk) {
@@ -258,7 +267,7 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
       const int64_t rows = s.rows[t];
       const int64_t local = s.row_offset[t] - c.row_lo;
       const int64_t row = s.row_offset[t];
-      Backend::state_backward(StateBackwardArgs{
+      const StateBackwardArgs args{
           cell, input.scalar_type(), rows, H,
           static_cast<const char*>(chunk_grad_out.const_data_ptr()) + local * H * elem,
           grad_h_state.const_data_ptr(),
@@ -269,9 +278,26 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
           static_cast<const char*>(h_prev_rows.const_data_ptr()) + local * H * elem,
           static_cast<char*>(grad_input_side.data_ptr()) + local * G * elem,
           static_cast<char*>(grad_recurrent_side.data_ptr()) + local * G * elem,
-          direct_h_path ? grad_h_state.data_ptr() : nullptr});
+          direct_h_path ? grad_h_state.data_ptr() : nullptr};
+      if (fused.active()) {
+        const bool first = i == end - 1;  // its dL/dh was carried in by the chunk after
+        const int64_t later = first ? 0 : step_at(s, i + 1, reverse);
+        fused_steps.push_back({first ? nullptr : recurrent_rows_of(s.row_offset[later] - c.row_lo),
+                               first ? 0 : s.rows[later], grad_h_state.data_ptr(), args});
+        continue;
+      }
+      Backend::state_backward(args);
       at::Tensor step_grad_h = grad_h_state.narrow(0, 0, rows);
       recurrent(step_grad_h, grad_recurrent_side.narrow(0, local, rows), direct_h_path);
+    }
+    if (fused.active()) {
+      const int64_t last = step_at(s, begin, reverse);
+      StateBackwardArgs no_rows{};
+      no_rows.rows = 0;
+      fused_steps.push_back({recurrent_rows_of(s.row_offset[last] - c.row_lo), s.rows[last],
+                             grad_h_state.data_ptr(), no_rows});
+      fused.backward_steps(fused_steps.data(), static_cast<int64_t>(fused_steps.size()));
+      fused_steps.clear();
     }
     const at::Tensor chunk_input_side = grad_input_side.narrow(0, 0, n);
     const at::Tensor chunk_recurrent_side = grad_recurrent_side.narrow(0, 0, n);
