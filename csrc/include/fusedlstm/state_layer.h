@@ -149,7 +149,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
                                              fused.active() ? 0 : s.steps);
   // The input projection a few steps at a time into a buffer that stays in cache
   // (layer_steps.h), training too: the backward keeps none of it (what it needs is `saved`), so
-  // a projection of all steps would only raise the peak memory by N x G.
+  // a projection of all steps would only raise the peak memory by N x G. A fused step that runs
+  // the whole sequence in one launch (whole_sequence(): the persistent kernel) needs it all first.
   const int64_t chunk = input_fused || fused.whole_sequence()
                             ? s.steps
                             : layer_detail::inference_chunk_steps(s, G, elem);
