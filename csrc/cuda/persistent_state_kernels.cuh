@@ -1,4 +1,4 @@
-// The GRU's and Elman RNN's persistent forward kernel: a chunk of time steps of one layer
+// The GRU's and Elman RNN's persistent kernels. The forward: a chunk of time steps of one layer
 // direction in one cooperative launch, on the LSTM's schedule (persistent_kernels.cuh): each
 // block owns a slice of U hidden units with all their gate rows of W_hh in shared memory; per
 // step a thread takes (row, unit) pairs, sums the unit's recurrent products from h_{t-1} (the
@@ -25,7 +25,7 @@
 
 #include <cstdint>
 
-#include "persistent_kernels.cuh"  // FUSEDLSTM_STEP_BARRIER, load_w_slice
+#include "persistent_kernels.cuh"  // FUSEDLSTM_STEP_BARRIER, load_w_slice, load_w_columns
 
 namespace fusedlstm::kernels {
 
