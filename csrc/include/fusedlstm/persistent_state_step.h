@@ -50,23 +50,16 @@ class PersistentStateStep {
 
   void forward_steps(const StateRecurrentStep* steps, int64_t count) const {
     const kernels::PersistentStateForwardParams params{
-        steps, count, cell_, w_hh_.const_data_ptr(),
-        bias_hh_.defined() ? bias_hh_.const_data_ptr() : nullptr, hidden_,
+        steps, count, cell_, w_hh_.const_data_ptr(), bias_hh_data(), hidden_,
         geometry_.units_per_block};
-    if (mode_ != kCudaStepPersistentRefused &&  // tests: as if the device refused
-        Kernels::launch(params, w_hh_.scalar_type(), geometry_)) {
-      return;
-    }
+    if (launched(params)) return;
     for (int64_t s = 0; s < count; ++s) forward_step_by_step(steps[s]);
   }
 
   void backward_steps(const StateRecurrentBackwardStep* steps, int64_t count) const {
     const kernels::PersistentStateBackwardParams params{
         steps, count, cell_, w_hh_.const_data_ptr(), hidden_, geometry_.units_per_block};
-    if (mode_ != kCudaStepPersistentRefused &&
-        Kernels::launch(params, w_hh_.scalar_type(), geometry_)) {
-      return;
-    }
+    if (launched(params)) return;
     for (int64_t s = 0; s < count; ++s) backward_step_by_step(steps[s]);
   }
 
@@ -83,6 +76,16 @@ class PersistentStateStep {
     return Kernels::resident_state_blocks(cell_, w_hh_.scalar_type(), backward,
                                           geometry_.threads,
                                           geometry_.shared_bytes) >= geometry_.blocks;
+  }
+
+  template <class Params>
+  bool launched(const Params& params) const {
+    if (mode_ == kCudaStepPersistentRefused) return false;  // tests: as if the device refused
+    return Kernels::launch(params, w_hh_.scalar_type(), geometry_);
+  }
+
+  const void* bias_hh_data() const {
+    return bias_hh_.defined() ? bias_hh_.const_data_ptr() : nullptr;
   }
 
   at::Tensor rows_at(const void* base, int64_t first, int64_t count, int64_t width) const {
@@ -106,7 +109,7 @@ class PersistentStateStep {
       at::Tensor out = h_part.narrow(0, part.first, part.count);
       at::mm_out(out, rows_at(part.h_prev, part.first, part.count, hidden_), w_hh_.t());
       StateForwardArgs rows = rows_of(args, part.first, part.count);
-      rows.bias_hh = bias_hh_.defined() ? bias_hh_.const_data_ptr() : nullptr;
+      rows.bias_hh = bias_hh_data();
       rows.h_prev = static_cast<const char*>(part.h_prev) +
                     part.first * hidden_ * w_hh_.element_size();
       Kernels::state_forward(rows);
