@@ -39,6 +39,14 @@ struct CpuCellBackend : AtenGemm {
   static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
     return CpuGemm::linear(x, w, bias);
   }
+  static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
+    if (!computed_in_float(a.scalar_type())) return AtenGemm::matmul(a, b);
+    return AtenGemm::matmul(a.to(at::kFloat), b.to(at::kFloat)).to(a.scalar_type());
+  }
+  static at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
+    if (!computed_in_float(a.scalar_type())) return AtenGemm::matmul_tn(a, b);
+    return AtenGemm::matmul_tn(a.to(at::kFloat), b.to(at::kFloat)).to(a.scalar_type());
+  }
   static void forward(const PointwiseForwardArgs& args) { CpuBackend::forward(args); }
   static void backward(const PointwiseBackwardArgs& args) { CpuBackend::backward(args); }
   static void state_forward(const StateForwardArgs& args) { CpuBackend::state_forward(args); }

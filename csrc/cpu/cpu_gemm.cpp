@@ -13,9 +13,19 @@ namespace {
 bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
   return rows * cols * inner >= kOneDnnMinMacs && onednn_linear_available(dtype);
 }
+
+at::Tensor widened(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
 }  // namespace
 
+bool computed_in_float(at::ScalarType dtype) {
+  return (dtype == at::kBFloat16 || dtype == at::kHalf) && !aten_gemms_only() &&
+         !onednn_linear_available(dtype);
+}
+
 at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+  if (computed_in_float(x.scalar_type())) {
+    return linear(widened(x), widened(w), widened(bias)).to(x.scalar_type());
+  }
   if (!aten_gemms_only() && worth_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
     return onednn_linear(x, w, bias);
   }
@@ -23,6 +33,9 @@ at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::T
 }
 
 at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (computed_in_float(a.scalar_type())) {
+    return matmul(widened(a), widened(b)).to(a.scalar_type());
+  }
   if (!aten_gemms_only() && a.is_contiguous() &&
       worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
     return onednn_linear(a, b.t(), at::Tensor());
@@ -31,6 +44,9 @@ at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
 }
 
 at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
+  if (computed_in_float(a.scalar_type())) {
+    return matmul_tn(widened(a), widened(b)).to(a.scalar_type());
+  }
   if (aten_gemms_only() || !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
     return at::mm(a.t(), b);
   }
@@ -45,20 +61,23 @@ at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
 
 CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_rows,
                          int64_t calls)
-    : aten_(weight, transpose, max_rows, calls) {
+    : dtype_(weight.scalar_type()),
+      widen_(computed_in_float(dtype_)),
+      aten_(widen_ ? widened(weight) : weight, transpose, max_rows, calls) {
   if (max_rows == 0 || calls == 0 || aten_gemms_only()) return;
+  const at::Tensor weight_used = widen_ ? widened(weight) : weight;
   // oneDNN computes x w^T with w (out, in); op(W) = W^T means w = W, op(W) = W means w = W^T.
-  const at::Tensor w = transpose ? weight : weight.t();
+  const at::Tensor w = transpose ? weight_used : weight_used.t();
   const bool repeated = calls > 1;  // packing costs about one multiply: worth it only then
-  if (worth_onednn(weight.scalar_type(), max_rows, w.size(0), w.size(1))) {
+  if (worth_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1))) {
     onednn_weight_ = repeated ? onednn_pack_weight(w, max_rows) : w;
-  } else if (repeated && max_rows >= kMklPackMinRows && weight.scalar_type() == at::kFloat &&
+  } else if (repeated && max_rows >= kMklPackMinRows && weight_used.scalar_type() == at::kFloat &&
              MklPackedWeight::available()) {
-    mkl_.emplace(weight, transpose);
+    mkl_.emplace(weight_used, transpose);
   }
 }
 
-void CpuStepGemm::operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const {
+void CpuStepGemm::multiply(at::Tensor& out, const at::Tensor& in, bool accumulate) const {
   if (onednn_weight_.defined()) {
     const at::Tensor product = onednn_linear(in, onednn_weight_, at::Tensor());
     if (accumulate) {
@@ -73,13 +92,34 @@ void CpuStepGemm::operator()(at::Tensor& out, const at::Tensor& in, bool accumul
   }
 }
 
+void CpuStepGemm::operator()(at::Tensor& out, const at::Tensor& in, bool accumulate) const {
+  if (!widen_) {
+    multiply(out, in, accumulate);
+    return;
+  }
+  // out + in op(W) summed in float32, then rounded once.
+  at::Tensor wide_out = accumulate ? widened(out)
+                                   : at::empty(out.sizes(), out.options().dtype(at::kFloat));
+  multiply(wide_out, widened(in), accumulate);
+  out.copy_(wide_out);
+}
+
 at::Tensor CpuStepGemm::add_to(at::Tensor& out, const at::Tensor& in) const {
+  if (widen_) return product(in, at::Tensor());  // the pointwise pass adds it, in float32
   if (onednn_weight_.defined()) return onednn_linear(in, onednn_weight_, at::Tensor());
   (*this)(out, in, /*accumulate=*/true);
   return at::Tensor();
 }
 
 at::Tensor CpuStepGemm::product(const at::Tensor& in, const at::Tensor& bias) const {
+  if (widen_) {
+    const at::Tensor wide_in = widened(in);
+    const at::Tensor wide_bias = widened(bias);
+    const at::Tensor wide = onednn_weight_.defined()
+                                ? onednn_linear(wide_in, onednn_weight_, wide_bias)
+                                : aten_.product(wide_in, wide_bias);
+    return wide.to(dtype_);
+  }
   if (onednn_weight_.defined()) return onednn_linear(in, onednn_weight_, bias);
   return aten_.product(in, bias);
 }

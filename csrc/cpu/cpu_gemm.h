@@ -1,5 +1,6 @@
 // The CPU back-end's GEMMs (the interface is gemm.h's): oneDNN for large float32/bfloat16
-// products, MKL's packed SGEMM for small per-step ones, ATen (MKL / MKL-DNN) otherwise.
+// products, MKL's packed SGEMM for small per-step ones, ATen (MKL / MKL-DNN) otherwise; bfloat16
+// and float16 products in float32 where oneDNN has no kernels for them (computed_in_float).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,6 +30,12 @@ constexpr int64_t kMklPackMinRows = 32;
 // (AtenGemm, AtenStepGemm) and no fused step, so the CPU tests can run the CUDA build's host path.
 bool aten_gemms_only();
 
+// Whether products of this dtype are taken in float32 and rounded once to it: bfloat16 / float16
+// where oneDNN has no kernels for the type (AVX2 CPUs). ATen's own GEMMs for them run at 0.2-0.7
+// GMAC/s there, float32's at 20-40 (docs/performance.md); a float32 product rounded once gives
+// the numbers of a reduced-precision GEMM with float32 accumulation.
+bool computed_in_float(at::ScalarType dtype);
+
 struct CpuGemm {
   static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
   static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);
@@ -43,6 +50,11 @@ class CpuStepGemm {
   at::Tensor product(const at::Tensor& in, const at::Tensor& bias) const;  // as AtenStepGemm
 
  private:
+  // The product into a float32 `out` from float32 `in` when widen_, else in the weight's dtype.
+  void multiply(at::Tensor& out, const at::Tensor& in, bool accumulate) const;
+
+  at::ScalarType dtype_;                // the weight's, and that of every in and out
+  bool widen_;                          // computed_in_float(dtype_): the weights below are float32
   AtenStepGemm aten_;
   at::Tensor onednn_weight_;            // op(W)^T for oneDNN (packed when called repeatedly)
   std::optional<MklPackedWeight> mkl_;  // when chosen

@@ -80,9 +80,11 @@ state_cell_backward_impl(StateCell cell, const at::Tensor& grad_hy, const at::Te
         sides_differ ? grad_hx.data_ptr() : nullptr});
   }
   const auto skipped = [&] { return at::empty({0}, input.options()); };  // never aliased
-  if (need_hx_grad) {
-    grad_hx = sides_differ ? at::addmm(grad_hx, grad_recurrent_side, w_hh)
-                           : Backend::matmul(grad_recurrent_side, w_hh);
+  if (need_hx_grad && sides_differ) {
+    const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/false, B, /*calls=*/1);
+    recurrent(grad_hx, grad_recurrent_side, /*accumulate=*/true);
+  } else if (need_hx_grad) {
+    grad_hx = Backend::matmul(grad_recurrent_side, w_hh);
   } else {
     grad_hx = skipped();
   }
