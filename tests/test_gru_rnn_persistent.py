@@ -127,20 +127,26 @@ def test_per_step_and_refused_fallback_match_nn(kind, step):
         torch.testing.assert_close(a, e, **tolerance("lstm", torch.float64))
 
 
+@pytest.mark.parametrize("hidden", [40, 90], ids=["H40", "H90"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("kind", KINDS)
-def test_persistent_dtypes_against_float64_nn(kind, dtype):
-    """Within the suite's reduced-precision tolerance of float64 nn, or (where nn itself is further
+def test_persistent_dtypes_against_float64_nn(kind, dtype, hidden):
+    """float16 / bfloat16 take the tensor-core kernels (emulated wmma; 18 rows: two row tiles; at
+    H=90 the GRU's 270 gate rows are two of the backward's column chunks), float32 the FMA ones.
+    Within the suite's reduced-precision tolerance of float64 nn, or (where nn itself is further
     off in that dtype: a ReLU RNN's gradients, whose kinks the rounding moves) 1.5x nn's error."""
-    ref, ours = make_pair(kind, 6, 40)
+    ref, ours = make_pair(kind, 6, hidden)
     ref_low = copy.deepcopy(ref).to(dtype)
     ours = ours.to(dtype)
     x = torch.randn(5, 18, 6, dtype=torch.float64)
     expected_outputs, expected_grads = run(ref, x, None)
     low_outputs, low_grads = run(ref_low, x.to(dtype), None)
+    tensor_core_before = simt.tensor_core_launches()
     with backends.flags(backward_chunk_steps=5):  # one backward chunk
         outputs, grads, launches = run_emulated(ours, x.to(dtype), None, "persistent")
     assert launches == 2
+    half = dtype in (torch.bfloat16, torch.float16)
+    assert simt.tensor_core_launches() - tensor_core_before == (2 if half else 0)
     for index, (a, low, e) in enumerate(zip(outputs + grads, low_outputs + low_grads,
                                             expected_outputs + expected_grads, strict=True)):
         assert a.dtype == dtype

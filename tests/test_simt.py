@@ -22,7 +22,7 @@ SELFTEST = Path(__file__).parent / "simt" / "selftest_build.py"
 def test_emulation_selftest_passes():
     done = subprocess.run([sys.executable, str(SELFTEST)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "14 passed, 0 failed" in done.stdout
+    assert "15 passed, 0 failed" in done.stdout
 
 
 def layer_inputs(dtype, steps, batch, input_size, hidden, packed):

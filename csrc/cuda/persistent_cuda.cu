@@ -92,7 +92,7 @@ int64_t CudaKernels::resident_blocks(c10::ScalarType dtype, bool backward, bool 
 }
 
 int64_t CudaKernels::resident_state_blocks(StateCell cell, c10::ScalarType dtype, bool backward,
-                                           int threads, size_t shared_bytes) {
+                                           bool tensor_cores, int threads, size_t shared_bytes) {
   const cudaDeviceProp* props = at::cuda::getCurrentDeviceProperties();
   if (!props->cooperativeLaunch || shared_bytes > props->sharedMemPerBlockOptin) return 0;
   int per_multiprocessor = 0;
@@ -102,11 +102,11 @@ int64_t CudaKernels::resident_state_blocks(StateCell cell, c10::ScalarType dtype
                                                                  threads, shared_bytes));
   };
   if (backward) {
-    kernels::with_persistent_state_kernel<kernels::PersistentStateBackwardParams>(cell, dtype,
-                                                                                 query);
+    kernels::with_persistent_state_kernel<kernels::PersistentStateBackwardParams>(
+        cell, dtype, tensor_cores, query);
   } else {
-    kernels::with_persistent_state_kernel<kernels::PersistentStateForwardParams>(cell, dtype,
-                                                                                query);
+    kernels::with_persistent_state_kernel<kernels::PersistentStateForwardParams>(
+        cell, dtype, tensor_cores, query);
   }
   return static_cast<int64_t>(per_multiprocessor) * props->multiProcessorCount;
 }

@@ -13,6 +13,9 @@
 // direct part z dL/dh_{t+1}, which this same thread wrote at the step before, is already there),
 // then runs the unit's pointwise backward, which writes its gates' gradients for the next step's
 // threads; then the barrier.
+//
+// float16 / bfloat16 on devices with tensor cores take the tile kernels of
+// persistent_state_tc_kernels.cuh instead.
 #pragma once
 
 #include <ATen/Dispatch.h>
@@ -105,23 +108,38 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
   }
 }
 
+}  // namespace fusedlstm::kernels
+
+#include "persistent_state_tc_kernels.cuh"
+
+namespace fusedlstm::kernels {
+
+// The kernel of `params` for the cell and scalar_t: the tensor-core one where the geometry says
+// so (float16 / bfloat16 only), else the FMA one.
 template <class Math, typename scalar_t>
-auto persistent_state_kernel_for(const PersistentStateForwardParams&) {
+auto persistent_state_kernel_for(const PersistentStateForwardParams&, bool tensor_cores) {
+  if constexpr (kHalfPrecision<scalar_t>) {
+    if (tensor_cores) return &persistent_state_forward_tc_kernel<Math, scalar_t>;
+  }
   return &persistent_state_forward_kernel<Math, scalar_t>;
 }
 
 template <class Math, typename scalar_t>
-auto persistent_state_kernel_for(const PersistentStateBackwardParams&) {
+auto persistent_state_kernel_for(const PersistentStateBackwardParams&, bool tensor_cores) {
+  if constexpr (kHalfPrecision<scalar_t>) {
+    if (tensor_cores) return &persistent_state_backward_tc_kernel<Math, scalar_t>;
+  }
   return &persistent_state_backward_kernel<Math, scalar_t>;
 }
 
-// The kernel of Params (forward or backward) for `cell` and `dtype`, passed to f (an occupancy
-// query or a launch).
+// The kernel of Params (forward or backward) for `cell`, `dtype` and the geometry's choice of
+// tensor cores, passed to f (an occupancy query or a launch).
 template <typename Params, typename F>
-void with_persistent_state_kernel(StateCell cell, c10::ScalarType dtype, F&& f) {
+void with_persistent_state_kernel(StateCell cell, c10::ScalarType dtype, bool tensor_cores,
+                                  F&& f) {
   with_state_cell(cell, [&](auto math) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "fusedlstm persistent", [&] {
-      f(persistent_state_kernel_for<decltype(math), scalar_t>(Params{}));
+      f(persistent_state_kernel_for<decltype(math), scalar_t>(Params{}, tensor_cores));
     });
   });
 }
@@ -132,8 +150,9 @@ template <typename Params, typename Launch>
 bool launch_persistent_state(const Params& params, c10::ScalarType dtype,
                              const PersistentGeometry& geometry, Launch&& launch) {
   bool launched = false;
-  with_persistent_state_kernel<Params>(
-      params.cell, dtype, [&](auto kernel) { launched = launch(kernel, geometry, params); });
+  with_persistent_state_kernel<Params>(params.cell, dtype, geometry.tensor_cores, [&](auto kernel) {
+    launched = launch(kernel, geometry, params);
+  });
   return launched;
 }
 

@@ -30,7 +30,7 @@ struct CudaKernels {
                      const kernels::PersistentGeometry& geometry);
   // The GRU's / RNN's persistent kernels (persistent_state_step.h).
   static int64_t resident_state_blocks(StateCell cell, c10::ScalarType dtype, bool backward,
-                                       int threads, size_t shared_bytes);
+                                       bool tensor_cores, int threads, size_t shared_bytes);
   static bool launch(const kernels::PersistentStateForwardParams& params, c10::ScalarType dtype,
                      const kernels::PersistentGeometry& geometry);
   static bool launch(const kernels::PersistentStateBackwardParams& params, c10::ScalarType dtype,

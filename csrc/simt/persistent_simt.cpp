@@ -68,8 +68,9 @@ bool SimtKernels::launch(const kernels::PersistentBackwardParams& params, c10::S
 }
 
 int64_t SimtKernels::resident_state_blocks(StateCell /*cell*/, c10::ScalarType dtype,
-                                           bool backward, int threads, size_t shared_bytes) {
-  return resident_blocks(dtype, backward, /*tensor_cores=*/false, threads, shared_bytes);
+                                           bool backward, bool tensor_cores, int threads,
+                                           size_t shared_bytes) {
+  return resident_blocks(dtype, backward, tensor_cores, threads, shared_bytes);
 }
 
 bool SimtKernels::launch(const kernels::PersistentStateForwardParams& params,

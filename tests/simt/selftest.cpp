@@ -444,13 +444,32 @@ void test_persistent(Run how, int64_t steps, int64_t rows, int64_t hidden, int64
   check(equal, "persistent backward " + name);
 }
 
+// A GRU / RNN persistent kernel's launch on the emulation, its geometry for `how`.
+template <typename T, typename Params>
+bool launch_persistent_state_emulated(const Params& params, bool backward, int64_t rows,
+                                      int64_t slots, Run how) {
+  const int64_t gates = fusedlstm::state_cell_gates(params.cell);
+  const auto geometry = fusedlstm::kernels::persistent_state_geometry(
+      gates, params.hidden, rows, slots, sizeof(T), backward, how == Run::kTensorCoreKernel);
+  Params with_units = params;
+  with_units.units_per_block = geometry.units_per_block;
+  with_units.max_rows = rows;
+  return fusedlstm::kernels::launch_persistent_state(
+      with_units, c10::CppTypeToScalarType<T>::value, geometry,
+      [](auto k, const auto& g, const auto& p) {
+        return launch_cooperative(k, dim3(g.blocks), dim3(g.threads), g.shared_bytes, p);
+      });
+}
+
 // The GRU's / RNN's persistent forward (persistent_state_kernels.cuh) the same way: the kernel
 // against its per-unit code run step after step on this thread, in the kernel's summation order
-// (b_hh, then k), so equal bit for bit. Returns the saved values and every step's h.
+// (the FMA kernel: b_hh, then k; the tensor-core one: k, then b_hh), so equal bit for bit.
+// Returns the saved values and every step's h.
 template <typename T>
-std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, bool kernel,
+std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, Run how,
                                                      int64_t steps, int64_t rows,
-                                                     int64_t hidden, int64_t slots) {
+                                                     int64_t hidden, int64_t slots,
+                                                     bool bias_last = false) {
   using fusedlstm::StateRecurrentStep;
   const auto dtype = c10::CppTypeToScalarType<T>::value;
   const int64_t gates = fusedlstm::state_cell_gates(cell);
@@ -471,16 +490,10 @@ std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, 
     list.push_back({args, t ? out.data() + (t - 1) * rows * hidden : nullptr, t ? rows : 0,
                     h0.data()});
   }
-  if (kernel) {
-    const auto geometry =
-        fusedlstm::kernels::persistent_state_geometry(gates, hidden, rows, slots, sizeof(T));
+  if (how != Run::kSequential) {
     const fusedlstm::kernels::PersistentStateForwardParams params{
-        list.data(), steps, cell, w_hh.data(), bias.data(), hidden, geometry.units_per_block};
-    check(fusedlstm::kernels::launch_persistent_state(
-              params, dtype, geometry,
-              [](auto k, const auto& g, const auto& p) {
-                return launch_cooperative(k, dim3(g.blocks), dim3(g.threads), g.shared_bytes, p);
-              }),
+        list.data(), steps, cell, w_hh.data(), bias.data(), hidden, 0, rows};
+    check(launch_persistent_state_emulated<T>(params, /*backward=*/false, rows, slots, how),
           "persistent GRU / RNN forward launched");
     return {saved, out};
   }
@@ -493,13 +506,17 @@ std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, 
             row * hidden;
         for (int64_t j = 0; j < hidden; ++j) {
           typename Lanes::Compute sums[3];
-          for (int64_t g = 0; g < gates; ++g) sums[g] = bias[g * hidden + j];
+          for (int64_t g = 0; g < gates; ++g) {
+            using Compute = typename Lanes::Compute;
+            sums[g] = bias_last ? Compute(0) : static_cast<Compute>(bias[g * hidden + j]);
+          }
           for (int64_t k = 0; k < hidden; ++k) {
             for (int64_t g = 0; g < gates; ++g) {
               sums[g] += static_cast<typename Lanes::Compute>(h_prev[k]) *
                          static_cast<typename Lanes::Compute>(w_hh[(g * hidden + j) * hidden + k]);
             }
           }
+          for (int64_t g = 0; g < gates && bias_last; ++g) sums[g] += bias[g * hidden + j];
           fusedlstm::state_forward_from_sums<decltype(math), T, Lanes>(
               step.state, row, j, sums, static_cast<typename Lanes::Compute>(h_prev[j]));
         }
@@ -513,7 +530,7 @@ std::vector<std::vector<T>> persistent_state_forward(fusedlstm::StateCell cell, 
 // recurrent-side gradients (plus the GRU's direct part), then each unit's pointwise backward, and
 // a last step that only carries dL/dh into h0. Returns both sides' gradients and dL/dh.
 template <typename T>
-std::vector<std::vector<T>> persistent_state_backward(fusedlstm::StateCell cell, bool kernel,
+std::vector<std::vector<T>> persistent_state_backward(fusedlstm::StateCell cell, Run how,
                                                       int64_t steps, int64_t rows,
                                                       int64_t hidden, int64_t slots) {
   using fusedlstm::StateRecurrentBackwardStep;
@@ -545,17 +562,10 @@ std::vector<std::vector<T>> persistent_state_backward(fusedlstm::StateCell cell,
   fusedlstm::StateBackwardArgs no_rows{};
   no_rows.rows = 0;
   list.push_back({sides, rows, grad_h.data(), no_rows});
-  if (kernel) {
-    const auto geometry = fusedlstm::kernels::persistent_state_geometry(gates, hidden, rows, slots,
-                                                                        sizeof(T));
+  if (how != Run::kSequential) {
     const fusedlstm::kernels::PersistentStateBackwardParams params{
-        list.data(), static_cast<int64_t>(list.size()), cell, w_hh.data(), hidden,
-        geometry.units_per_block};
-    check(fusedlstm::kernels::launch_persistent_state(
-              params, dtype, geometry,
-              [](auto k, const auto& g, const auto& p) {
-                return launch_cooperative(k, dim3(g.blocks), dim3(g.threads), g.shared_bytes, p);
-              }),
+        list.data(), static_cast<int64_t>(list.size()), cell, w_hh.data(), hidden, 0, rows};
+    check(launch_persistent_state_emulated<T>(params, /*backward=*/true, rows, slots, how),
           "persistent GRU / RNN backward launched");
     return {input_side, recurrent_side, grad_h};
   }
@@ -584,25 +594,27 @@ std::vector<std::vector<T>> persistent_state_backward(fusedlstm::StateCell cell,
 }
 
 template <typename T>
-void test_persistent_state(fusedlstm::StateCell cell, int64_t steps, int64_t rows,
+void test_persistent_state(Run how, fusedlstm::StateCell cell, int64_t steps, int64_t rows,
                            int64_t hidden, int64_t slots) {
-  const auto kernel = persistent_state_forward<T>(cell, true, steps, rows, hidden, slots);
-  const auto reference = persistent_state_forward<T>(cell, false, steps, rows, hidden, slots);
+  const std::string name = std::string(how == Run::kTensorCoreKernel ? "tensor-core " : "") +
+                           "of cell " + std::to_string(static_cast<int>(cell)) + " " +
+                           c10::toString(c10::CppTypeToScalarType<T>::value) + " rows " +
+                           std::to_string(rows) + " hidden " + std::to_string(hidden);
+  const bool bias_last = how == Run::kTensorCoreKernel;
+  const auto kernel = persistent_state_forward<T>(cell, how, steps, rows, hidden, slots);
+  const auto reference =
+      persistent_state_forward<T>(cell, Run::kSequential, steps, rows, hidden, slots, bias_last);
   bool equal = true;
   for (size_t i = 0; i < kernel.size(); ++i) equal &= same_bits(kernel[i], reference[i]);
-  check(equal, "persistent forward of cell " + std::to_string(static_cast<int>(cell)) + " " +
-                   c10::toString(c10::CppTypeToScalarType<T>::value) + " hidden " +
-                   std::to_string(hidden));
-  const auto backward = persistent_state_backward<T>(cell, true, steps, rows, hidden, slots);
+  check(equal, "persistent forward " + name);
+  const auto backward = persistent_state_backward<T>(cell, how, steps, rows, hidden, slots);
   const auto backward_reference =
-      persistent_state_backward<T>(cell, false, steps, rows, hidden, slots);
+      persistent_state_backward<T>(cell, Run::kSequential, steps, rows, hidden, slots);
   equal = true;
   for (size_t i = 0; i < backward.size(); ++i) {
     equal &= same_bits(backward[i], backward_reference[i]);
   }
-  check(equal, "persistent backward of cell " + std::to_string(static_cast<int>(cell)) + " " +
-                   c10::toString(c10::CppTypeToScalarType<T>::value) + " hidden " +
-                   std::to_string(hidden));
+  check(equal, "persistent backward " + name);
 }
 
 #endif
@@ -661,8 +673,17 @@ int main() {
   run("persistent GRU and RNN forward and backward", [] {
     using fusedlstm::StateCell;
     for (const StateCell cell : {StateCell::kGru, StateCell::kRnnTanh, StateCell::kRnnRelu}) {
-      test_persistent_state<float>(cell, 4, 3, 13, 4);
-      test_persistent_state<c10::BFloat16>(cell, 3, 2, 9, 8);  // one or two units per block
+      test_persistent_state<float>(Run::kFmaKernel, cell, 4, 3, 13, 4);
+      // one or two units per block
+      test_persistent_state<c10::BFloat16>(Run::kFmaKernel, cell, 3, 2, 9, 8);
+    }
+  });
+  run("persistent GRU and RNN kernels on tensor cores (emulated wmma)", [] {
+    using fusedlstm::StateCell;
+    for (const StateCell cell : {StateCell::kGru, StateCell::kRnnTanh, StateCell::kRnnRelu}) {
+      test_persistent_state<c10::Half>(Run::kTensorCoreKernel, cell, 3, 3, 13, 4);
+      // 2 row tiles; the GRU's 3H = 270 gate rows: 2 backward chunks
+      test_persistent_state<c10::BFloat16>(Run::kTensorCoreKernel, cell, 3, 17, 90, 2);
     }
   });
 #endif

@@ -42,6 +42,13 @@ inline PersistentGeometry deal_units(int64_t hidden, int64_t max_rows, int64_t r
   return g;
 }
 
+// The tensor-core kernels' shared memory: float tiles of the products (M x N), the weight
+// operand (N x K) and the staged rows (M x staged_K), 16-bit elements.
+inline size_t tile_shared_bytes(int64_t M, int64_t N, int64_t K, int64_t staged_K,
+                                size_t element_size) {
+  return static_cast<size_t>(4 * M * N) + static_cast<size_t>(N * K + M * staged_K) * element_size;
+}
+
 // The forward's shared memory. FMA kernel: the block's slice of W_hh, 4 U K elements.
 // Tensor cores: float tiles of the recurrent products (M x N), the slice (N x K) and the step's
 // h_{t-1} rows (M x K), every side padded to 16 (M rows, N = 4U gate rows, K columns).
@@ -57,8 +64,7 @@ inline PersistentGeometry persistent_forward_geometry(int64_t hidden, int64_t co
   }
   const int64_t M = round_up(max_rows, kTile), N = round_up(4 * U, kTile);
   const int64_t K = round_up(columns, kTile);
-  g.shared_bytes = static_cast<size_t>(4 * M * N) +
-                   static_cast<size_t>(N * K + M * K) * element_size;
+  g.shared_bytes = tile_shared_bytes(M, N, K, K, element_size);
   return g;
 }
 
@@ -77,8 +83,7 @@ inline PersistentGeometry persistent_backward_geometry(int64_t hidden, int64_t m
   }
   const int64_t M = round_up(max_rows, kTile), N = round_up(U, kTile);
   const int64_t K = round_up(4 * hidden, kTile);
-  g.shared_bytes = static_cast<size_t>(4 * M * N) +
-                   static_cast<size_t>(N * K + M * std::min(K, kBackwardChunk)) * element_size;
+  g.shared_bytes = tile_shared_bytes(M, N, K, std::min(K, kBackwardChunk), element_size);
   return g;
 }
 

@@ -7,7 +7,7 @@
 // on by a grid that is not all there.
 //
 // Kernels provides, beside what persistent_step.h needs: resident_state_blocks(cell, dtype,
-// backward, threads, shared_bytes), launch(PersistentState{Forward,Backward}Params, dtype,
+// backward, tensor_cores, threads, shared_bytes), launch(PersistentState{Forward,Backward}Params, dtype,
 // geometry) and state_forward / state_backward (the pointwise kernels).
 #pragma once
 
@@ -33,6 +33,7 @@ class PersistentStateStep {
         w_hh_(w_hh.contiguous()),
         bias_hh_(b_hh.has_value() ? b_hh->contiguous() : at::Tensor()),
         hidden_(w_hh.size(1)),
+        max_rows_(max_rows),
         mode_(switch_value(Switch::kCudaStep)),
         active_(calls > 0 && chosen(max_rows, /*backward=*/false)) {}
   // The backward's: w_hh (kGates H, H).
@@ -40,6 +41,7 @@ class PersistentStateStep {
       : cell_(cell),
         w_hh_(w_hh.contiguous()),
         hidden_(w_hh.size(1)),
+        max_rows_(max_rows),
         mode_(switch_value(Switch::kCudaStep)),
         active_(calls > 0 && chosen(max_rows, /*backward=*/true)) {}
 
@@ -51,14 +53,15 @@ class PersistentStateStep {
   void forward_steps(const StateRecurrentStep* steps, int64_t count) const {
     const kernels::PersistentStateForwardParams params{
         steps, count, cell_, w_hh_.const_data_ptr(), bias_hh_data(), hidden_,
-        geometry_.units_per_block};
+        geometry_.units_per_block, max_rows_};
     if (launched(params)) return;
     for (int64_t s = 0; s < count; ++s) forward_step_by_step(steps[s]);
   }
 
   void backward_steps(const StateRecurrentBackwardStep* steps, int64_t count) const {
     const kernels::PersistentStateBackwardParams params{
-        steps, count, cell_, w_hh_.const_data_ptr(), hidden_, geometry_.units_per_block};
+        steps, count, cell_, w_hh_.const_data_ptr(), hidden_, geometry_.units_per_block,
+        max_rows_};
     if (launched(params)) return;
     for (int64_t s = 0; s < count; ++s) backward_step_by_step(steps[s]);
   }
@@ -71,11 +74,20 @@ class PersistentStateStep {
     // auto: the LSTM's placeholder rule until make gpu-check measures the crossover
     if (mode_ == kAuto && max_rows > 2 * kernels::kPersistentMaxThreads) return false;
     const int64_t slots = Kernels::multiprocessors(w_hh_.device());
-    geometry_ = kernels::persistent_state_geometry(state_cell_gates(cell_), hidden_, max_rows,
-                                                   slots, w_hh_.element_size());
-    return Kernels::resident_state_blocks(cell_, w_hh_.scalar_type(), backward,
-                                          geometry_.threads,
-                                          geometry_.shared_bytes) >= geometry_.blocks;
+    // float16 / bfloat16: tensor cores where the device has them and the tiles fit, else FMA
+    const bool half = w_hh_.scalar_type() == at::kHalf || w_hh_.scalar_type() == at::kBFloat16;
+    for (const bool tensor_cores : {true, false}) {
+      if (tensor_cores && !(half && Kernels::has_tensor_cores(w_hh_.device()))) continue;
+      geometry_ = kernels::persistent_state_geometry(state_cell_gates(cell_), hidden_, max_rows,
+                                                     slots, w_hh_.element_size(), backward,
+                                                     tensor_cores);
+      if (Kernels::resident_state_blocks(cell_, w_hh_.scalar_type(), backward, tensor_cores,
+                                         geometry_.threads,
+                                         geometry_.shared_bytes) >= geometry_.blocks) {
+        return true;
+      }
+    }
+    return false;
   }
 
   template <class Params>
@@ -136,6 +148,7 @@ class PersistentStateStep {
   const at::Tensor w_hh_;
   const at::Tensor bias_hh_;  // the forward's, or undefined
   const int64_t hidden_;
+  const int64_t max_rows_;
   const int64_t mode_;
   kernels::PersistentGeometry geometry_;
   const bool active_;
