@@ -56,12 +56,14 @@ def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
         for shape in CELL_SHAPES[:2] if quick else CELL_SHAPES:
             for mode in MODES:
                 cases.append((Case(shape, mode, device, dtype), CELL_IMPLS))
-    # GRU and Elman RNN against nn.GRU / nn.RNN: the main shapes (float32) and the cell loops
+    # GRU and Elman RNN against nn.GRU / nn.RNN: the main shapes (float32; bfloat16 on the CPU
+    # too, as the LSTM's) and the cell loops
+    state_dtypes = [torch.float32] + ([torch.bfloat16] if device == "cpu" and not quick else [])
     for family in STATE_FAMILIES:
-        for shape in MAIN_SHAPES[:1] if quick else MAIN_SHAPES:
-            for mode in MODES:
-                cases.append((Case(shape, mode, device, torch.float32, family),
-                              STATE_LAYER_IMPLS))
+        for dtype in state_dtypes:
+            for shape in MAIN_SHAPES[:1] if quick else MAIN_SHAPES:
+                for mode in MODES:
+                    cases.append((Case(shape, mode, device, dtype, family), STATE_LAYER_IMPLS))
         for dtype in CELL_DTYPES[:1] if quick else CELL_DTYPES:
             for shape in CELL_SHAPES[:1] if quick else CELL_SHAPES:
                 for mode in MODES:
