@@ -14,6 +14,61 @@
 
 namespace fusedlstm::kernels {
 
+// The backward tile kernel's shared memory and its product: float tiles of dL/dh (M x N, N = U
+// padded), W_hh's ((G, H) row-major) columns of the block's units ([N][G_pad], row n = unit n's
+// column, zero past U, H and G) and a chunk of the later step's gradients (M x chunk). The
+// LSTM's persistent_backward_tc_kernel has the same layout as locals: written with this struct,
+// it spilled 16 bytes on sm_90 for float16 (ptxas), these kernels do not.
+template <typename scalar_t>
+struct BackwardTiles {
+  int64_t M, N, G;
+  float* sums;
+  scalar_t* w_columns;
+  scalar_t* grad_rows;
+
+  __device__ static int64_t padded(int64_t G) { return round_up(G, kTile); }
+  __device__ static int64_t chunk_of(int64_t G) {
+    return padded(G) < kBackwardChunk ? padded(G) : kBackwardChunk;
+  }
+
+  // Loads the columns; the first multiply's barrier orders them before any tile reads them.
+  __device__ __forceinline__ BackwardTiles(unsigned char* shared, const void* w_hh,
+                                           int64_t gate_rows, int64_t U, int64_t H,
+                                           int64_t max_rows, int64_t first_unit)
+      : M(round_up(max_rows, kTile)),
+        N(round_up(U, kTile)),
+        G(gate_rows),
+        sums(reinterpret_cast<float*>(shared)),
+        w_columns(reinterpret_cast<scalar_t*>(sums + M * N)),
+        grad_rows(w_columns + N * padded(gate_rows)) {
+    const scalar_t* w = static_cast<const scalar_t*>(w_hh);
+    const int64_t G_pad = padded(G);
+    for (int64_t i = threadIdx.x; i < N * G_pad; i += blockDim.x) {
+      const int64_t n = i / G_pad, r = i % G_pad;
+      const int64_t unit = first_unit + n;
+      w_columns[i] = n < U && unit < H && r < G ? w[r * H + unit] : scalar_t(0);
+    }
+  }
+
+  // sums = grad_next (rows x G, row-major) times the columns, staged `chunk` columns at a time.
+  __device__ __forceinline__ void multiply(const void* grad_next, int64_t rows) {
+    const scalar_t* next = static_cast<const scalar_t*>(grad_next);
+    const int64_t G_pad = padded(G), chunk = chunk_of(G);
+    for (int64_t first = 0; first < G_pad; first += chunk) {
+      for (int64_t i = threadIdx.x; i < M * chunk; i += blockDim.x) {
+        const int64_t row = i / chunk, r = first + i % chunk;
+        grad_rows[i] = row < rows && r < G ? next[row * G + r] : scalar_t(0);
+      }
+      __syncthreads();
+      // w_columns from column `first` on: b^T rows of ldm G_pad
+      block_tile_gemm(sums, grad_rows, w_columns + first, M, N, chunk, G_pad,
+                      /*accumulate=*/first > 0);
+    }
+  }
+
+  __device__ __forceinline__ float sum(int64_t row, int64_t u) const { return sums[row * N + u]; }
+};
+
 template <class Math, typename scalar_t>
 __global__ void __launch_bounds__(kPersistentMaxThreads)
     persistent_state_forward_tc_kernel(PersistentStateForwardParams p) {

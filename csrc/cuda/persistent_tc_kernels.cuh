@@ -72,54 +72,6 @@ __device__ inline void load_tile_gate_rows(scalar_t* w_slice, const scalar_t* w_
   }
 }
 
-// The backward tile kernels' shared memory and product, the LSTM's and the GRU / RNN's: float
-// tiles of dL/dh (M x N, N = U padded), W_hh's ((G, H) row-major) columns of the block's units
-// ([N][G_pad], row n = unit n's column, zero past U, H and G) and a chunk of the later step's gate
-// gradients (M x chunk).
-template <typename scalar_t>
-struct BackwardTiles {
-  int64_t M, N, G, G_pad, chunk;
-  float* sums;
-  scalar_t* w_columns;
-  scalar_t* grad_rows;
-
-  // Loads the columns; the first multiply's barrier orders them before any tile reads them.
-  __device__ BackwardTiles(unsigned char* shared, const void* w_hh, int64_t gate_rows,
-                           int64_t U, int64_t H, int64_t max_rows, int64_t first_unit)
-      : M(round_up(max_rows, kTile)),
-        N(round_up(U, kTile)),
-        G(gate_rows),
-        G_pad(round_up(gate_rows, kTile)),
-        chunk(G_pad < kBackwardChunk ? G_pad : kBackwardChunk),
-        sums(reinterpret_cast<float*>(shared)),
-        w_columns(reinterpret_cast<scalar_t*>(sums + M * N)),
-        grad_rows(w_columns + N * G_pad) {
-    const scalar_t* w = static_cast<const scalar_t*>(w_hh);
-    for (int64_t i = threadIdx.x; i < N * G_pad; i += blockDim.x) {
-      const int64_t n = i / G_pad, r = i % G_pad;
-      const int64_t unit = first_unit + n;
-      w_columns[i] = n < U && unit < H && r < G ? w[r * H + unit] : scalar_t(0);
-    }
-  }
-
-  // sums = grad_next (rows x G, row-major) times the columns, staged `chunk` columns at a time.
-  __device__ void multiply(const void* grad_next, int64_t rows) {
-    const scalar_t* next = static_cast<const scalar_t*>(grad_next);
-    for (int64_t first = 0; first < G_pad; first += chunk) {
-      for (int64_t i = threadIdx.x; i < M * chunk; i += blockDim.x) {
-        const int64_t row = i / chunk, r = first + i % chunk;
-        grad_rows[i] = row < rows && r < G ? next[row * G + r] : scalar_t(0);
-      }
-      __syncthreads();
-      // w_columns from column `first` on: b^T rows of ldm G_pad
-      block_tile_gemm(sums, grad_rows, w_columns + first, M, N, chunk, G_pad,
-                      /*accumulate=*/first > 0);
-    }
-  }
-
-  __device__ float sum(int64_t row, int64_t u) const { return sums[row * N + u]; }
-};
-
 template <typename scalar_t>
 __global__ void __launch_bounds__(kPersistentMaxThreads)
     persistent_forward_tc_kernel(PersistentForwardParams p) {
@@ -164,13 +116,38 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
   FUSEDLSTM_DYNAMIC_SHARED(unsigned char, shared);
   const int64_t U = p.units_per_block;
   const int64_t H = p.hidden;
+  const int64_t G = 4 * H;
+  const int64_t M = round_up(p.max_rows, kTile), N = round_up(U, kTile);
+  const int64_t G_pad = round_up(G, kTile);
+  const int64_t chunk = G_pad < kBackwardChunk ? G_pad : kBackwardChunk;
+  float* sums = reinterpret_cast<float*>(shared);                   // [M][N]
+  scalar_t* w_columns = reinterpret_cast<scalar_t*>(sums + M * N);  // [N][G_pad]: unit u's column
+  scalar_t* grad_rows = w_columns + N * G_pad;                      // [M][chunk]
   const int64_t first_unit = static_cast<int64_t>(blockIdx.x) * U;
-  BackwardTiles<scalar_t> tiles(shared, p.w_hh, 4 * H, U, H, p.max_rows, first_unit);
+  const scalar_t* w_hh = static_cast<const scalar_t*>(p.w_hh);
+  for (int64_t i = threadIdx.x; i < N * G_pad; i += blockDim.x) {
+    const int64_t n = i / G_pad, r = i % G_pad;
+    const int64_t unit = first_unit + n;
+    w_columns[i] = n < U && unit < H && r < G ? w_hh[r * H + unit] : scalar_t(0);
+  }
   auto grid = cooperative_groups::this_grid();
   for (int64_t s = 0; s < p.count; ++s) {
     const RecurrentBackwardStep& step = p.steps[s];
     const int64_t pointwise_rows = step.continuing.rows + step.starting.rows;
-    if (step.gemm_rows > 0) tiles.multiply(step.grad_gates_next, step.gemm_rows);
+    if (step.gemm_rows > 0) {
+      const scalar_t* grad_gates_next = static_cast<const scalar_t*>(step.grad_gates_next);
+      for (int64_t first = 0; first < G_pad; first += chunk) {
+        for (int64_t i = threadIdx.x; i < M * chunk; i += blockDim.x) {
+          const int64_t row = i / chunk, r = first + i % chunk;
+          grad_rows[i] = row < step.gemm_rows && r < G ? grad_gates_next[row * G + r]
+                                                        : scalar_t(0);
+        }
+        __syncthreads();
+        // w_columns from column `first` on: b^T rows of ldm G_pad
+        block_tile_gemm(sums, grad_rows, w_columns + first, M, N, chunk, G_pad,
+                        /*accumulate=*/first > 0);
+      }
+    }
     const int64_t rows = std::max(step.gemm_rows, pointwise_rows);
     for (int64_t i = threadIdx.x; i < rows * U; i += blockDim.x) {
       const int64_t row = i / U, u = i % U;
@@ -178,7 +155,7 @@ __global__ void __launch_bounds__(kPersistentMaxThreads)
       if (j >= H) continue;
       if (row < step.gemm_rows) {
         static_cast<scalar_t*>(step.grad_h_state)[row * H + j] =
-            static_cast<scalar_t>(tiles.sum(row, u));
+            static_cast<scalar_t>(sums[row * N + u]);
       }
       backward_step_unit<scalar_t>(step, row, j);
     }
