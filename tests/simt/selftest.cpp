@@ -296,9 +296,9 @@ bool launch_persistent_emulated(const Params& params, int64_t hidden, int64_t co
   using fusedlstm::kernels::PersistentForwardParams;
   const auto geometry =
       std::is_same_v<Params, PersistentForwardParams>
-          ? fusedlstm::kernels::persistent_forward_geometry(hidden, columns, rows, slots,
+          ? fusedlstm::kernels::persistent_forward_geometry(4, hidden, columns, rows, slots,
                                                             sizeof(T), tensor_cores)
-          : fusedlstm::kernels::persistent_backward_geometry(hidden, rows, slots, sizeof(T),
+          : fusedlstm::kernels::persistent_backward_geometry(4, hidden, rows, slots, sizeof(T),
                                                              tensor_cores);
   Params with_units = params;
   with_units.units_per_block = geometry.units_per_block;

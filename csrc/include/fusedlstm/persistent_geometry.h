@@ -49,40 +49,42 @@ inline size_t tile_shared_bytes(int64_t M, int64_t N, int64_t K, int64_t staged_
   return static_cast<size_t>(4 * M * N) + static_cast<size_t>(N * K + M * staged_K) * element_size;
 }
 
-// The forward's shared memory. FMA kernel: the block's slice of W_hh, 4 U K elements.
-// Tensor cores: float tiles of the recurrent products (M x N), the slice (N x K) and the step's
-// h_{t-1} rows (M x K), every side padded to 16 (M rows, N = 4U gate rows, K columns).
-inline PersistentGeometry persistent_forward_geometry(int64_t hidden, int64_t columns,
-                                                      int64_t max_rows, int64_t resident_blocks,
+// The forward's shared memory, for a cell of `gates` gates (the LSTM's 4, the GRU's 3, the RNN's
+// 1). FMA kernel: the block's slice of W_hh, gates U K elements. Tensor cores: float tiles of the
+// recurrent products (M x N), the slice (N x K) and the step's h_{t-1} rows (M x K), every side
+// padded to 16 (M rows, N = gates U gate rows, K columns).
+inline PersistentGeometry persistent_forward_geometry(int64_t gates, int64_t hidden,
+                                                      int64_t columns, int64_t max_rows,
+                                                      int64_t resident_blocks,
                                                       size_t element_size, bool tensor_cores) {
   PersistentGeometry g = deal_units(hidden, max_rows, resident_blocks);
   g.tensor_cores = tensor_cores;
   const int64_t U = g.units_per_block;
   if (!tensor_cores) {
-    g.shared_bytes = static_cast<size_t>(4 * U * columns) * element_size;
+    g.shared_bytes = static_cast<size_t>(gates * U * columns) * element_size;
     return g;
   }
-  const int64_t M = round_up(max_rows, kTile), N = round_up(4 * U, kTile);
+  const int64_t M = round_up(max_rows, kTile), N = round_up(gates * U, kTile);
   const int64_t K = round_up(columns, kTile);
   g.shared_bytes = tile_shared_bytes(M, N, K, K, element_size);
   return g;
 }
 
-// The backward's. FMA kernel: W_hh's columns of the slice, 4H U elements. Tensor cores: float
-// tiles of dL/dh (M x N, N = U padded), the columns (N x 4H) and a chunk of the later step's
-// gate gradients (M x kBackwardChunk).
-inline PersistentGeometry persistent_backward_geometry(int64_t hidden, int64_t max_rows,
-                                                       int64_t resident_blocks,
+// The backward's. FMA kernel: W_hh's columns of the slice, gates H U elements. Tensor cores:
+// float tiles of dL/dh (M x N, N = U padded), the columns (N x gates H) and a chunk of the later
+// step's gate gradients (M x kBackwardChunk).
+inline PersistentGeometry persistent_backward_geometry(int64_t gates, int64_t hidden,
+                                                       int64_t max_rows, int64_t resident_blocks,
                                                        size_t element_size, bool tensor_cores) {
   PersistentGeometry g = deal_units(hidden, max_rows, resident_blocks);
   g.tensor_cores = tensor_cores;
   const int64_t U = g.units_per_block;
   if (!tensor_cores) {
-    g.shared_bytes = static_cast<size_t>(4 * hidden * U) * element_size;
+    g.shared_bytes = static_cast<size_t>(gates * hidden * U) * element_size;
     return g;
   }
   const int64_t M = round_up(max_rows, kTile), N = round_up(U, kTile);
-  const int64_t K = round_up(4 * hidden, kTile);
+  const int64_t K = round_up(gates * hidden, kTile);
   g.shared_bytes = tile_shared_bytes(M, N, K, std::min(K, kBackwardChunk), element_size);
   return g;
 }

@@ -77,9 +77,9 @@ class PersistentStep {
     const bool half = w_hh_.scalar_type() == at::kHalf || w_hh_.scalar_type() == at::kBFloat16;
     for (const bool tensor_cores : {true, false}) {
       if (tensor_cores && !(half && Kernels::has_tensor_cores(w_hh_.device()))) continue;
-      forward_ = kernels::persistent_forward_geometry(hidden_, columns_, max_rows, slots, elem,
+      forward_ = kernels::persistent_forward_geometry(4, hidden_, columns_, max_rows, slots, elem,
                                                       tensor_cores);
-      backward_ = kernels::persistent_backward_geometry(hidden_, max_rows, slots, elem,
+      backward_ = kernels::persistent_backward_geometry(4, hidden_, max_rows, slots, elem,
                                                         tensor_cores);
       if (fits(forward_, false) && (columns_ != hidden_ || fits(backward_, true))) return true;
     }
