@@ -14,8 +14,10 @@
 namespace fusedlstm::cpu {
 inline namespace CPU_CAPABILITY {
 
-// The fused step's tile for one cell (Math: GruMath, RnnTanhMath, RnnReluMath).
-template <class Math>
+// The fused step's tile for one cell (Math: GruMath, RnnTanhMath, RnnReluMath) on operands of
+// element type T: float32 here; the bits of bfloat16 (uint16_t) in fused_step_bf16.cpp, which
+// derives its tile from this one with its own accumulate and gate math.
+template <class Math, class T = float>
 struct StateTile {
   static constexpr int kVectors = Math::kGates == 1 ? kRnnTileVectors : Math::kGates;
   static constexpr int kRows = fused_rows<kVectors>();
@@ -26,17 +28,17 @@ struct StateTile {
   }
   static int64_t rows(const FusedStateStepArgs& a) { return a.state.rows; }
   // Both parts start from their bias: nothing was written before them.
-  static TilePart<FusedOperand> input(const FusedStateStepArgs& a) {
+  static TilePart<Operand<T>> input(const FusedStateStepArgs& a) {
     const int64_t G = Math::kGates * a.state.hidden;
-    return {{static_cast<const float*>(a.x), a.x_stride, a.x_inner,
-             static_cast<const float*>(a.packed_input_weight)},
+    return {{static_cast<const T*>(a.x), a.x_stride, a.x_inner,
+             static_cast<const T*>(a.packed_input_weight)},
             {columns(a), static_cast<float*>(const_cast<void*>(a.state.x_part)), G, a.bias_ih,
              /*init=*/true}};
   }
-  static TilePart<FusedOperand> recurrent(const FusedStateStepArgs& a) {
+  static TilePart<Operand<T>> recurrent(const FusedStateStepArgs& a) {
     const int64_t H = a.state.hidden;
-    return {{static_cast<const float*>(a.state.h_prev), H, H,
-             static_cast<const float*>(a.packed_weight)},
+    return {{static_cast<const T*>(a.state.h_prev), H, H,
+             static_cast<const T*>(a.packed_weight)},
             {columns(a), static_cast<float*>(const_cast<void*>(a.state.h_part)),
              Math::kGates * H, a.bias_hh, /*init=*/true}};
   }
@@ -45,15 +47,22 @@ struct StateTile {
                          int64_t block, int64_t k0, int64_t k1) {
     fused_accumulate<R, kVectors>(t, op, row0, block, k0, k1);
   }
-  // The cell on the block's units: one vector per gate (GRU) or kVectors of them (RNN).
-  static void gate_math(const FusedStateStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
+  // The cell (Units, on buffers of scalar_t through RowPack) on the block's units: one vector
+  // per gate (GRU) or kVectors of them (RNN).
+  template <template <typename, typename> class Units, typename scalar_t = float,
+            template <int> class RowPack = RowPackLanes>
+  static void units_of_block(const FusedStateStepArgs& a, int64_t row0, int64_t rows,
+                             int64_t block) {
     const TileColumns c = columns(a);
     constexpr int kUnitVectors = Math::kGates == 1 ? kVectors : 1;
     for (int v = 0; v < kUnitVectors; ++v) {
       const int64_t j0 = c.unit(block, v);
       if (j0 >= a.state.hidden) break;
-      vector_units<StateUnits<Math>::template Forward>(a.state, row0, rows, j0);
+      vector_units<Units, scalar_t, RowPack>(a.state, row0, rows, j0);
     }
+  }
+  static void gate_math(const FusedStateStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    units_of_block<StateUnits<Math>::template Forward>(a, row0, rows, block);
   }
 };
 

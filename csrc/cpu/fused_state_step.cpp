@@ -25,19 +25,19 @@ FusedStateStep::FusedStateStep(StateCell cell, const at::Tensor& w_hh, int64_t m
                                const c10::optional<at::Tensor>& b_ih,
                                const c10::optional<at::Tensor>& b_hh, bool inference)
     : cell_(cell) {
-  const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
-                                 : fused_step_applies(w_hh, max_rows, calls);
-  if (!applies) return;
-  const RowKernels& kernels = selected_row_kernels();
-  const int64_t width = kernels.block_width;
+  const FusedForwardChoice choice = choose_fused_forward(w_ih, w_hh, max_rows, calls, inference);
+  if (!choice.applies) return;
+  dtype_ = choice.dtype;
+  const int64_t width = choice.width;
+  kernel_ = dtype_ == at::kBFloat16 ? selected_bf16_fused_kernels()->state_forward
+                                    : selected_row_kernels().fused_state_forward;
   hidden_ = w_hh.size(1);
   const TileColumns columns = state_tile_columns(cell, hidden_, width);
   const int vectors = state_tile_vectors(cell);
-  kernel_ = kernels.fused_state_forward;
   blocks_ = (hidden_ + columns.block_units - 1) / columns.block_units;
   packed_ = pack_forward_weight(w_hh, blocks_, width, vectors, columns);
   bias_hh_ = float_bias(b_hh);
-  if (input_fusion_applies(w_ih, w_hh, max_rows, inference)) {
+  if (choice.fuse_input) {
     input_inner_ = w_ih.size(1);
     packed_input_ = pack_forward_weight(w_ih, blocks_, width, vectors, columns);
     bias_ih_ = float_bias(b_ih);
@@ -51,7 +51,7 @@ void FusedStateStep::forward_steps(const StateRecurrentStep* steps, int64_t coun
     // (an empty batch has no input rows to point at)
     const bool input_as_fused =
         fuses_input() ? steps[i].x != nullptr || state.rows == 0 : steps[i].x == nullptr;
-    TORCH_CHECK(state.cell == cell_ && state.dtype == at::kFloat && state.hidden == hidden_ &&
+    TORCH_CHECK(state.cell == cell_ && state.dtype == dtype_ && state.hidden == hidden_ &&
                     state.bias_hh == nullptr && state.h_state == nullptr && input_as_fused,
                 "FusedStateStep: bad arguments");
     max_rows = std::max(max_rows, state.rows);
@@ -62,6 +62,8 @@ void FusedStateStep::forward_steps(const StateRecurrentStep* steps, int64_t coun
   const float* bias_ih = data_or_null(bias_ih_);
   const float* bias_hh = data_or_null(bias_hh_);
   const int64_t H = hidden_;
+  const at::ScalarType preact = preact_dtype(dtype_);
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(dtype_));
   // Rows [lo, hi) of `work`'s share of a step, whose h_{t-1} rows start at h (numbered as the
   // step's rows).
   const auto run_rows = [&](const StateRecurrentStep& step, const SliceWork& work, int64_t lo,
@@ -71,9 +73,10 @@ void FusedStateStep::forward_steps(const StateRecurrentStep* steps, int64_t coun
     if (first >= last) return;
     StateForwardArgs state = step.state;
     state.h_prev = h;
-    const float* x = static_cast<const float*>(step.x);
-    kernel(FusedStateStepArgs{rows_of(state, first, last - first), packed,
-                              x == nullptr ? nullptr : x + first * step.x_stride, step.x_stride,
+    const char* x = static_cast<const char*>(step.x);
+    kernel(FusedStateStepArgs{rows_of(state, first, last - first, preact), packed,
+                              x == nullptr ? nullptr : x + first * step.x_stride * elem,
+                              step.x_stride,
                               input_inner_, packed_input, bias_ih, bias_hh, parts},
            work.block_begin, work.block_end);
   };

@@ -1,6 +1,7 @@
-// The GRU's and Elman RNN's fused recurrent step on the CPU (float32): per step the recurrent
-// GEMM and the cell in one pass over blocks of units, W_hh packed once per call, with input
-// fusion the step's input projection too (fused_state_kernel.h has the kernels). Where it runs,
+// The GRU's and Elman RNN's fused recurrent step on the CPU (float32; bfloat16 where the CPU has
+// its dot product): per step the recurrent GEMM and the cell in one pass over blocks of units,
+// W_hh packed once per call, with input fusion the step's input projection too
+// (fused_state_kernel.h and fused_step_bf16.cpp have the kernels). Where it runs,
 // the threads and the packing are the LSTM's (fused_step.h: the same rules, run_sliced,
 // weight_packing.h).
 #pragma once
@@ -28,13 +29,19 @@ class FusedStateStep {
   // Whether each step computes b_ih + x_t W_ih^T itself (no input projection GEMM).
   bool fuses_input() const { return packed_input_.defined(); }
   bool whole_sequence() const { return false; }
+  // The element type of the steps' x_part and h_part for a layer of `dtype`: float32 for a
+  // bfloat16 step (its sums stay float32 until the cell math).
+  at::ScalarType preact_dtype(at::ScalarType dtype) const {
+    return active() && dtype_ == at::kBFloat16 ? at::kFloat : dtype;
+  }
 
   // Runs `count` consecutive steps; a step must not write its own h_{t-1}.
   void forward_steps(const StateRecurrentStep* steps, int64_t count) const;
 
  private:
   StateCell cell_ = StateCell::kGru;
-  at::Tensor packed_;        // W_hh as [block][k][vector][lane] (weight_packing.h)
+  at::Tensor packed_;        // W_hh as [block][k][vector][lane] (weight_packing.h; bfloat16:
+                             // pairs of k)
   at::Tensor packed_input_;  // W_ih the same way, with input fusion
   at::Tensor bias_ih_;       // float32 contiguous, or undefined
   at::Tensor bias_hh_;
@@ -42,6 +49,7 @@ class FusedStateStep {
   int64_t input_inner_ = 0;
   int64_t blocks_ = 0;
   FusedStateBlocksFn kernel_ = nullptr;
+  at::ScalarType dtype_ = at::kFloat;  // of the layer: float32, or bfloat16 (fused_step_bf16.cpp)
 };
 
 }  // namespace fusedlstm::cpu

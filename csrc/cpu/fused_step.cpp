@@ -125,30 +125,34 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 #endif
 }
 
+FusedForwardChoice choose_fused_forward(const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                        int64_t max_rows, int64_t calls, bool inference) {
+  if (w_hh.scalar_type() == at::kBFloat16) {
+    if (!bf16_fused_applies(w_ih, w_hh, max_rows, calls)) return {};
+    // the bfloat16 step always computes its input part
+    return {true, at::kBFloat16, kBf16BlockWidth, /*fuse_input=*/true};
+  }
+  const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
+                                 : fused_step_applies(w_hh, max_rows, calls);
+  if (!applies) return {};
+  return {true, at::kFloat, selected_row_kernels().block_width,
+          input_fusion_applies(w_ih, w_hh, max_rows, inference)};
+}
+
 FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
                                        const at::Tensor& w_ih, const at::Tensor& bias,
                                        bool inference) {
-  bool fuse_input = false;
-  if (w_hh.scalar_type() == at::kBFloat16) {
-    if (!bf16_fused_applies(w_ih, w_hh, max_rows, calls)) return;
-    dtype_ = at::kBFloat16;
-    width_ = kBf16BlockWidth;
-    kernel_ = selected_bf16_fused_kernels()->forward;
-    fuse_input = true;  // the bfloat16 step always computes its input part
-  } else {
-    const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
-                                   : fused_step_applies(w_hh, max_rows, calls);
-    if (!applies) return;
-    const RowKernels& kernels = selected_row_kernels();
-    width_ = kernels.block_width;
-    kernel_ = kernels.fused_forward;
-    fuse_input = input_fusion_applies(w_ih, w_hh, max_rows, inference);
-  }
+  const FusedForwardChoice choice = choose_fused_forward(w_ih, w_hh, max_rows, calls, inference);
+  if (!choice.applies) return;
+  dtype_ = choice.dtype;
+  width_ = choice.width;
+  kernel_ = dtype_ == at::kBFloat16 ? selected_bf16_fused_kernels()->forward
+                                    : selected_row_kernels().fused_forward;
   inner_ = w_hh.size(1);
   blocks_ = (w_hh.size(0) / 4 + width_ - 1) / width_;
   const TileColumns columns = gate_columns(w_hh.size(0) / 4, width_);
   packed_ = pack_forward_weight(w_hh, blocks_, width_, 4, columns);
-  if (fuse_input) {
+  if (choice.fuse_input) {
     input_inner_ = w_ih.size(1);
     packed_input_ = pack_forward_weight(w_ih, blocks_, width_, 4, columns);
     if (bias.defined()) bias_ = bias.to(at::kFloat).contiguous();

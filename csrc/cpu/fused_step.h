@@ -77,6 +77,17 @@ bool cpu_has_amx_bf16();
 // Whether the bfloat16 fused steps can run here (fusedlstm.cpu_kernels.bf16_fused_step()).
 bool bf16_fused_step_available();
 
+// Whether a fused forward step (the LSTM's, the GRU's and RNN's) applies to a layer's weights,
+// and how it runs: element type, units per block, input fusion (the rules above).
+struct FusedForwardChoice {
+  bool applies = false;
+  at::ScalarType dtype = at::kFloat;  // float32, or bfloat16 (fused_step_bf16.cpp)
+  int64_t width = 0;
+  bool fuse_input = false;
+};
+FusedForwardChoice choose_fused_forward(const at::Tensor& w_ih, const at::Tensor& w_hh,
+                                        int64_t max_rows, int64_t calls, bool inference);
+
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
 int64_t slices_for(int64_t macs_per_step, int64_t blocks);

@@ -1,4 +1,5 @@
-// The bfloat16 fused recurrent steps (forward and backward), AVX-512 with the BF16 dot product.
+// The bfloat16 fused recurrent steps (the LSTM's forward and backward, the GRU's and RNN's
+// forward), AVX-512 with the BF16 dot product.
 // setup.py compiles this file alone with the AVX-512 flags plus -mavx512bf16,
 // CPU_CAPABILITY=AVX512_BF16 (its own namespace: the inline functions it shares with the AVX-512
 // kernels may use BF16 instructions here and must not be merged with theirs) and
@@ -70,37 +71,38 @@ inline __m512bh broadcast_pair(const uint16_t* row, int64_t k, bool full) {
   return reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(bits)));
 }
 
-// Adds the k in [k0, k1) part (k0 even) of op.rows op.W^T for R rows x the 4 gates of one block
-// into the float32 pre-activations of the target (see TileTarget for `init`).
+// Adds the k in [k0, k1) part (k0 even) of op.rows op.W^T for R rows x the C vectors of one
+// block (the LSTM's 4 gates, the GRU's 3, the RNN's 4 vectors of units) into the float32
+// pre-activations of the target (see TileTarget for `init`).
 // Flattened: where GCC leaves one of the lambdas below out of line, the accumulators' address
 // escapes and it stores all of them to the stack on every k pair (docs/performance.md).
-template <int R>
+template <int R, int C>
 FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Operand& op,
                                                int64_t row0, int64_t block, int64_t k0,
                                                int64_t k1) {
   const int64_t K = op.inner;
   const int64_t pairs = (K + 1) / 2;
-  const uint16_t* w = op.packed + block * pairs * 4 * V * 2;
+  const uint16_t* w = op.packed + block * pairs * C * V * 2;
   const uint16_t* rows[R];
   each<R>([&](int r) { rows[r] = op.rows + (row0 + r) * op.stride; });
-  __m512 acc[R][4];
-  each<R>([&](int r) { each<4>([&](int g) { acc[r][g] = _mm512_setzero_ps(); }); });
+  __m512 acc[R][C];
+  each<R>([&](int r) { each<C>([&](int c) { acc[r][c] = _mm512_setzero_ps(); }); });
   const auto pair_step = [&](int64_t k, bool full) {
-    const uint16_t* wk = w + (k / 2) * 4 * V * 2;
-    __m512bh wv[4];
-    each<4>([&](int g) {
-      wv[g] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wk + g * V * 2));
+    const uint16_t* wk = w + (k / 2) * C * V * 2;
+    __m512bh wv[C];
+    each<C>([&](int c) {
+      wv[c] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wk + c * V * 2));
     });
     each<R>([&](int r) {
       const __m512bh x = broadcast_pair(rows[r], k, full);
-      each<4>([&](int g) { acc[r][g] = _mm512_dpbf16_ps(acc[r][g], wv[g], x); });
+      each<C>([&](int c) { acc[r][c] = _mm512_dpbf16_ps(acc[r][c], wv[c], x); });
     });
   };
   const int64_t full_end = std::min(k1, K & ~int64_t{1});
   int64_t k = k0;
   for (; k < full_end; k += 2) pair_step(k, /*full=*/true);
   if (k < k1) pair_step(k, /*full=*/false);  // odd K: the last k alone
-  add_tile_sums<R, 4>(t, row0, block, acc);
+  add_tile_sums<R, C>(t, row0, block, acc);
 }
 
 struct Bf16Tile {
@@ -117,10 +119,39 @@ struct Bf16Tile {
   template <int R>
   static void accumulate(const TileTarget& t, const Bf16Operand& op, int64_t row0,
                          int64_t block, int64_t k0, int64_t k1) {
-    bf16_accumulate<R>(t, op, row0, block, k0, k1);
+    bf16_accumulate<R, 4>(t, op, row0, block, k0, k1);
   }
   static void gate_math(const FusedStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
     block_units<ForwardUnitsFloatPreact, Bf16, Bf16RowPackLanes>(a.pointwise, row0, rows, block);
+  }
+};
+
+// The GRU's / RNN's forward units of a bfloat16 step whose x_part and h_part are float32.
+template <class Math>
+struct StateForwardFloatPreact {
+  template <typename scalar_t, typename L>
+  struct Units {
+    FUSEDLSTM_FLATTEN static void run(const StateForwardArgs& a, int64_t row, int64_t j) {
+      state_forward_units<Math, scalar_t, L, float>(a, row, j);
+    }
+  };
+};
+
+// The GRU's and RNN's bfloat16 tile: the float32 one's columns and parts (fused_state_kernel.h)
+// on bfloat16 operands, the k pairs of bf16_accumulate, the cell on bfloat16 h with float32
+// sums.
+template <class Math>
+struct Bf16StateTile : StateTile<Math, uint16_t> {
+  using Base = StateTile<Math, uint16_t>;
+  static constexpr int64_t kInnerChunk = 2 * kFusedInnerChunk;
+  template <int R>
+  static void accumulate(const TileTarget& t, const Bf16Operand& op, int64_t row0,
+                         int64_t block, int64_t k0, int64_t k1) {
+    bf16_accumulate<R, Base::kVectors>(t, op, row0, block, k0, k1);
+  }
+  static void gate_math(const FusedStateStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
+    Base::template units_of_block<StateForwardFloatPreact<Math>::template Units, Bf16,
+                                  Bf16RowPackLanes>(a, row0, rows, block);
   }
 };
 
@@ -194,11 +225,18 @@ void backward_blocks(const FusedBackwardArgs& a, int64_t block_begin, int64_t bl
   fused_backward_blocks_with<Bf16BackwardTile>(a, block_begin, block_end);
 }
 
+void state_forward_blocks(const FusedStateStepArgs& a, int64_t block_begin, int64_t block_end) {
+  with_state_cell(a.state.cell, [&](auto math) {
+    fused_forward_blocks_with<Bf16StateTile<decltype(math)>>(a, block_begin, block_end);
+  });
+}
+
 }  // namespace
 }  // namespace CPU_CAPABILITY
 
 Bf16FusedKernels bf16_fused_kernels() {
-  return {&CPU_CAPABILITY::forward_blocks, &CPU_CAPABILITY::backward_blocks};
+  return {&CPU_CAPABILITY::forward_blocks, &CPU_CAPABILITY::backward_blocks,
+          &CPU_CAPABILITY::state_forward_blocks};
 }
 
 }  // namespace fusedlstm::cpu

@@ -76,11 +76,13 @@ struct FusedStepArgs {
 constexpr int kFusedInputPart = 1;
 constexpr int kFusedRecurrentPart = 2;
 
-// The GRU's and Elman RNN's fused step (fused_state_kernel.h), float32: the pointwise step
+// The GRU's and Elman RNN's fused step (fused_state_kernel.h): the pointwise step
 // `state`, whose h_part the kernel writes (b_hh + h_{t-1} W_hh^T, h_{t-1} being state.h_prev;
 // state.bias_hh is unused) before the cell math reads it, and with input fusion (`x` set) its
 // x_part too (b_ih + x_t W_ih^T). Weights packed as the LSTM's, the tile's vectors being the
-// GRU's three gates or four vectors of the RNN's units (TileColumns).
+// GRU's three gates or four vectors of the RNN's units (TileColumns). float32 steps: everything
+// float32; bfloat16 steps (fused_step_bf16.cpp, always with input fusion): x, h and the weights
+// bfloat16 (pairs of k), x_part, h_part and the biases float32.
 struct FusedStateStepArgs {
   StateForwardArgs state;
   const void* packed_weight;        // W_hh packed
@@ -139,6 +141,7 @@ const RowKernels& selected_row_kernels();
 struct Bf16FusedKernels {
   FusedBlocksFn forward;
   FusedBackwardBlocksFn backward;
+  FusedStateBlocksFn state_forward;  // GRU and RNN, over blocks of state_tile_columns(..., 16)
 };
 Bf16FusedKernels bf16_fused_kernels();
 constexpr int64_t kBf16BlockWidth = 16;

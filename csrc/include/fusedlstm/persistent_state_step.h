@@ -49,6 +49,7 @@ class PersistentStateStep {
   bool fuses_input() const { return false; }
   // One launch for the whole sequence: the layer projects all steps' input at once.
   bool whole_sequence() const { return active_; }
+  at::ScalarType preact_dtype(at::ScalarType dtype) const { return dtype; }
 
   void forward_steps(const StateRecurrentStep* steps, int64_t count) const {
     const kernels::PersistentStateForwardParams params{

@@ -49,25 +49,32 @@ struct StateBackwardArgs {
                              // grad_h_extra (each unit reads before it writes)
 };
 
-// The same step restricted to rows [first, first + count).
-inline StateForwardArgs rows_of(const StateForwardArgs& a, int64_t first, int64_t count) {
-  const int64_t elem = static_cast<int64_t>(c10::elementSize(a.dtype));
+// The same step restricted to rows [first, first + count); x_part and h_part of element type
+// `preact` (a CPU fused bfloat16 step's are float32).
+inline StateForwardArgs rows_of(const StateForwardArgs& a, int64_t first, int64_t count,
+                                c10::ScalarType preact) {
   const int64_t G = state_cell_gates(a.cell) * a.hidden;
-  const auto at_row = [&](auto* p, int64_t stride) {
+  const int64_t elem = static_cast<int64_t>(c10::elementSize(a.dtype));
+  const int64_t preact_elem = static_cast<int64_t>(c10::elementSize(preact));
+  const auto at_row = [&](auto* p, int64_t row_bytes) {
     using Byte = std::conditional_t<std::is_const_v<std::remove_pointer_t<decltype(p)>>,
                                     const char, char>;
     if (p == nullptr) return p;
-    return static_cast<decltype(p)>(static_cast<Byte*>(p) + first * stride * elem);
+    return static_cast<decltype(p)>(static_cast<Byte*>(p) + first * row_bytes);
   };
   StateForwardArgs out = a;
   out.rows = count;
-  out.x_part = at_row(a.x_part, G);
-  out.h_part = at_row(a.h_part, G);
-  out.h_prev = at_row(a.h_prev, a.hidden);
-  out.h_out = at_row(a.h_out, a.hidden);
-  out.h_state = at_row(a.h_state, a.hidden);
-  out.saved = at_row(a.saved, state_cell_saved(a.cell) * a.hidden);
+  out.x_part = at_row(a.x_part, G * preact_elem);
+  out.h_part = at_row(a.h_part, G * preact_elem);
+  out.h_prev = at_row(a.h_prev, a.hidden * elem);
+  out.h_out = at_row(a.h_out, a.hidden * elem);
+  out.h_state = at_row(a.h_state, a.hidden * elem);
+  out.saved = at_row(a.saved, state_cell_saved(a.cell) * a.hidden * elem);
   return out;
+}
+
+inline StateForwardArgs rows_of(const StateForwardArgs& a, int64_t first, int64_t count) {
+  return rows_of(a, first, count, a.dtype);
 }
 
 // One step of a back-end's fused GRU / RNN step (its FusedStateStep, see gemm.h): the pointwise
@@ -100,15 +107,17 @@ struct StateRecurrentBackwardStep {
 
 // The cell and its stores for units [j, j + L::width) of one row, from the step's recurrent
 // sums h_sums[k] (h_{t-1} W_hh^T + b_hh of gate k) and h_{t-1} itself: the pointwise pass's tail
-// below, and a persistent kernel's, which keeps the sums in registers.
-template <class Math, typename scalar_t, typename L>
+// below, and a persistent kernel's, which keeps the sums in registers. preact_t: the type of
+// x_part and h_part, scalar_t or float where a CPU fused step keeps a bfloat16 step's sums in
+// float32.
+template <class Math, typename scalar_t, typename L, typename preact_t = scalar_t>
 C10_HOST_DEVICE inline void state_forward_from_sums(const StateForwardArgs& a, int64_t row,
                                                     int64_t j, const typename L::Compute* h_sums,
                                                     typename L::Compute h_prev) {
   using C = typename L::Compute;
   const int64_t H = a.hidden;
   const int64_t G = Math::kGates * H;
-  const scalar_t* x_part = static_cast<const scalar_t*>(a.x_part) + row * G + j;
+  const preact_t* x_part = static_cast<const preact_t*>(a.x_part) + row * G + j;
   C x[Math::kGates];
   for (int k = 0; k < Math::kGates; ++k) x[k] = L::load(x_part + k * H, G);
   const int64_t unit = row * H + j;
@@ -126,20 +135,20 @@ C10_HOST_DEVICE inline void state_forward_from_sums(const StateForwardArgs& a, i
 }
 
 // Forward of units [j, j + L::width) of one row.
-template <class Math, typename scalar_t, typename L>
+template <class Math, typename scalar_t, typename L, typename preact_t = scalar_t>
 C10_HOST_DEVICE inline void state_forward_units(const StateForwardArgs& a, int64_t row,
                                                 int64_t j) {
   using C = typename L::Compute;
   const int64_t H = a.hidden;
   const int64_t G = Math::kGates * H;
-  const scalar_t* h_part = static_cast<const scalar_t*>(a.h_part) + row * G + j;
+  const preact_t* h_part = static_cast<const preact_t*>(a.h_part) + row * G + j;
   const scalar_t* bias = static_cast<const scalar_t*>(a.bias_hh);
   C h[Math::kGates];
   for (int k = 0; k < Math::kGates; ++k) {
     h[k] = L::load(h_part + k * H, G);
     if (bias) h[k] = h[k] + L::load(bias + k * H + j, 0);
   }
-  state_forward_from_sums<Math, scalar_t, L>(
+  state_forward_from_sums<Math, scalar_t, L, preact_t>(
       a, row, j, h, L::load(static_cast<const scalar_t*>(a.h_prev) + row * H + j, H));
 }
 

@@ -135,16 +135,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> state_layer_forward_impl(
   at::Tensor saved = train && saved_per_row > 0
                          ? Backend::empty({s.total_rows, saved_per_row}, input.options())
                          : at::empty({0}, input.options());
-  at::Tensor h_part = Backend::empty({s.batch, G}, input.options());
   // Where the back-end has a fused step, it runs the recurrent GEMM and the cell in one pass
   // (with input fusion the input projection too, into one (B, G) x_part that every step reuses),
-  // h_{t-1} read from the output rows of the step before and h_n gathered after the loop.
+  // h_{t-1} read from the output rows of the step before and h_n gathered after the loop; its
+  // x_part and h_part may be of a wider type than the layer's (preact_dtype).
   const typename Backend::FusedStateStep fused(cell, w_hh, s.batch, s.steps, w_ih, b_ih, b_hh,
                                                /*inference=*/!train);
+  const at::TensorOptions preact_options =
+      input.options().dtype(fused.preact_dtype(input.scalar_type()));
+  at::Tensor h_part = Backend::empty({s.batch, G}, preact_options);
   const bool input_fused = fused.fuses_input();
   const at::Tensor x_rows = input_fused ? x.contiguous() : at::Tensor();
   const at::Tensor fused_x_part =
-      input_fused ? Backend::empty({s.batch, G}, input.options()) : at::Tensor();
+      input_fused ? Backend::empty({s.batch, G}, preact_options) : at::Tensor();
   const typename Backend::StepGemm recurrent(w_hh, /*transpose=*/true, s.batch,
                                              fused.active() ? 0 : s.steps);
   // The input projection a few steps at a time into a buffer that stays in cache
