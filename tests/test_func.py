@@ -146,3 +146,30 @@ def test_ops_vmap_rules_with_raw_ops():
         expected = [ref(x, (s, s)) for x, s in zip(inputs, h, strict=True)]
     torch.testing.assert_close(hy, torch.stack([e[0] for e in expected]))
     torch.testing.assert_close(cy, torch.stack([e[1] for e in expected]))
+
+
+@pytest.mark.parametrize("cell", [False, True], ids=["layer", "cell"])
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
+def test_gru_rnn_grad_jacrev_and_vmap_match_nn(kind, cell):
+    """grad and jacrev against nn.GRU / nn.RNN (and cells) under the same transform; vmap over
+    the batch against nn on the whole batch (nn's layers have no batching rule)."""
+    from state_pairs import make_pair as make_state_pair
+    config = {} if cell else {"num_layers": 2, "bidirectional": True}
+    ref, ours = make_state_pair(kind, 4, 5, cell=cell, **config)
+    x = torch.randn(*(() if cell else (3,)), 6, 4, dtype=torch.float64)
+    batch_dim = 0 if cell else 1
+
+    def output(module):
+        return lambda p, xi: (functional_call(module, p, (xi,)) if cell
+                              else functional_call(module, p, (xi,))[0])
+
+    def loss(module):
+        return lambda p, xi: output(module)(p, xi).pow(2).sum()
+
+    assert_trees_close(grad(loss(ours))(params_of(ours), x), grad(loss(ref))(params_of(ref), x))
+    assert_trees_close(jacrev(loss(ours), argnums=1)(params_of(ours), x),
+                       jacrev(loss(ref), argnums=1)(params_of(ref), x))
+    per_sample = vmap(lambda xi: output(ours)(params_of(ours), xi.unsqueeze(batch_dim)),
+                      in_dims=batch_dim)(x)
+    expected = output(ref)(params_of(ref), x).movedim(batch_dim, 0).unsqueeze(batch_dim + 1)
+    assert_trees_close(per_sample, expected)
