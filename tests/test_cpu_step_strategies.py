@@ -70,7 +70,8 @@ def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
     # weight gradients over chunks, in both step strategies.
     run_suite_with_switches({"backward_chunk_steps": chunk_steps, "cpu.step": strategy},
                             ["test_lstm_parity.py", "test_packed.py", "test_layer_ops.py",
-                             "test_cpu_kernels.py", "-k", "not compile and not 2_pow_31"])
+                             "test_cpu_kernels.py", "test_gru_rnn_parity.py",
+                             "test_gru_rnn_fused_step.py", "-k", "not compile and not 2_pow_31"])
 
 
 @pytest.mark.slow

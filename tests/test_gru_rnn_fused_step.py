@@ -1,5 +1,6 @@
 """The CPU's fused GRU / Elman RNN step (float32: the recurrent GEMM in register tiles and the cell
-in one pass, with input fusion the input projection too) against nn.GRU / nn.RNN in float64, each
+in one pass, with input fusion the input projection too; in training the backward's recurrent
+GEMM and the cell's backward in one pass too) against nn.GRU / nn.RNN in float64, each
 strategy forced (the switches cpu.step and cpu.input_fusion) so every one runs on every shape:
 H around the tiles' blocks (the GRU's one vector of units per gate; the RNN's four vectors, so
 blocks whose later vectors hold no units), B around the row tiles and the threads' row groups,
@@ -113,6 +114,26 @@ def test_packed_matches_nn(kind, hidden, lengths, strategy, num_threads):
     expected = forward_backward(ref, x, torch.float64, lengths=lengths)
     assert_matches(got, expected, f"{strategy} packed")
     assert_matches([inference[0].data, inference[1]], expected[:2], f"{strategy} packed inference")
+
+
+# The backward in chunks of 1 and 2 steps (the switch backward_chunk_steps): the fused backward
+# carries dL/dh out of each chunk with a step of no rows of its own; packed rows leave and join
+# the batch at chunk boundaries.
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("chunk_steps", [1, 2])
+@pytest.mark.parametrize("lengths", [None, [3, 9, 1, 6, 9, 4, 8, 2, 9, 5]],
+                         ids=["padded", "packed"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_backward_chunks_match_nn(kind, lengths, chunk_steps, num_threads):
+    ref, ours = pair(kind, 6, 37, num_layers=2, bidirectional=True)
+    x = torch.randn(9, 10, 6, dtype=torch.float64)
+    hx = None if lengths else torch.randn(4, 10, 37, dtype=torch.float64)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    with threads(num_threads), fusedlstm.backends.flags(cpu_step="fused",
+                                                        backward_chunk_steps=chunk_steps):
+        got = forward_backward(ours, x, torch.float32, hx, lengths)
+    expected = forward_backward(ref, x, torch.float64, hx, lengths)
+    assert_matches(got, expected, f"fused backward in chunks of {chunk_steps} steps")
 
 
 @pytest.mark.parametrize("kind", KINDS)

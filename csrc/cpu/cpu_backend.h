@@ -18,7 +18,7 @@ struct CpuBackend : CpuGemm {
   using FusedStep = FusedRecurrentStep;
   using FusedBackward = FusedRecurrentBackward;
   using FusedStateStep = cpu::FusedStateStep;
-  using FusedStateBackward = NoFusedStep;
+  using FusedStateBackward = cpu::FusedStateBackward;
   static void forward(const PointwiseForwardArgs& args);
   static void backward(const PointwiseBackwardArgs& args);
   static void state_forward(const StateForwardArgs& args);  // GRU, Elman RNN

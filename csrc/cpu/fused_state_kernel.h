@@ -73,5 +73,38 @@ inline void fused_state_forward_blocks(const FusedStateStepArgs& a, int64_t bloc
   });
 }
 
+// The backward of one step over blocks of V units (V = the vector width), as the LSTM's
+// fused_backward_blocks_with: per group of blocks, dL/dh_t of the group's units from the later
+// step's recurrent-side gradients (added to the GRU's direct part already there, in place of it
+// for the RNN), then the cell's pointwise backward of those units while dL/dh is in L1.
+template <class Math>
+inline void fused_state_backward_blocks_with(const FusedStateBackwardArgs& a,
+                                             int64_t block_begin, int64_t block_end) {
+  constexpr int kRows = fused_rows<kBackwardBlocks>();
+  const StateRecurrentBackwardStep& step = a.step;
+  const StateBackwardArgs& state = step.state;
+  for_each_block_group(block_begin, block_end, [&](auto nb, int64_t block0) {
+    constexpr int NB = decltype(nb)::value;
+    for_each_row_tile<kRows>(step.gemm_rows, [&](auto n, int64_t row) {
+      recurrent_backward_gemm<decltype(n)::value, NB, Math::kGates, Math::kDirectHPath>(
+          static_cast<const float*>(step.grad_recurrent_next),
+          static_cast<float*>(step.grad_h_state), static_cast<const float*>(a.packed_weight),
+          a.hidden, row, block0);
+    });
+    if (state.rows == 0) return;
+    for (int64_t block = block0; block < block0 + NB; ++block) {
+      vector_units<StateUnits<Math>::template Backward>(state, 0, state.rows,
+                                                        block * FusedVec::size());
+    }
+  });
+}
+
+inline void fused_state_backward_blocks(const FusedStateBackwardArgs& a, int64_t block_begin,
+                                        int64_t block_end) {
+  with_state_cell(a.cell, [&](auto math) {
+    fused_state_backward_blocks_with<decltype(math)>(a, block_begin, block_end);
+  });
+}
+
 }  // namespace CPU_CAPABILITY
 }  // namespace fusedlstm::cpu

@@ -93,4 +93,38 @@ void FusedStateStep::forward_steps(const StateRecurrentStep* steps, int64_t coun
                     run_parts);
 }
 
+FusedStateBackward::FusedStateBackward(StateCell cell, const at::Tensor& w_hh, int64_t max_rows,
+                                       int64_t calls)
+    : cell_(cell) {
+  if (!fused_step_applies(w_hh, max_rows, calls)) return;  // float32 only
+  const RowKernels& kernels = selected_row_kernels();
+  kernel_ = kernels.fused_state_backward;
+  hidden_ = w_hh.size(1);
+  const int gates = static_cast<int>(state_cell_gates(cell));
+  TORCH_CHECK(w_hh.size(0) == gates * hidden_, "FusedStateBackward: W_hh must be (", gates,
+              "H, H)");
+  blocks_ = (hidden_ + kernels.block_width - 1) / kernels.block_width;
+  packed_ = pack_backward_weight(w_hh, blocks_, kernels.block_width, gates);
+}
+
+void FusedStateBackward::backward_steps(const StateRecurrentBackwardStep* steps,
+                                        int64_t count) const {
+  int64_t max_rows = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const StateBackwardArgs& state = steps[i].state;
+    TORCH_CHECK(state.rows == 0 || (state.cell == cell_ && state.dtype == at::kFloat &&
+                                    state.hidden == hidden_),
+                "FusedStateBackward: bad arguments");
+    max_rows = std::max({max_rows, steps[i].gemm_rows, state.rows});
+  }
+  const FusedStateBackwardBlocksFn kernel = kernel_;
+  const void* packed = packed_.const_data_ptr();
+  const auto run_step = [&](int64_t i, const SliceWork& work) {  // whole blocks: row_groups 1
+    kernel(FusedStateBackwardArgs{steps[i], cell_, hidden_, packed}, work.block_begin,
+           work.block_end);
+  };
+  const int64_t macs_per_step = max_rows * hidden_ * state_cell_gates(cell_) * hidden_;
+  run_sliced(count, blocks_, slices_for(macs_per_step, blocks_), run_step);
+}
+
 }  // namespace fusedlstm::cpu

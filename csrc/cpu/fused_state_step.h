@@ -52,4 +52,25 @@ class FusedStateStep {
   at::ScalarType dtype_ = at::kFloat;  // of the layer: float32, or bfloat16 (fused_step_bf16.cpp)
 };
 
+// The backward (float32): per step dL/dh_t = the later step's recurrent-side gradients times
+// W_hh for the step's units (added to the GRU's direct part), then the cell's pointwise backward
+// of those units; the LSTM's rule (fused_step_applies) decides where it runs.
+class FusedStateBackward {
+ public:
+  FusedStateBackward(StateCell cell, const at::Tensor& w_hh, int64_t max_rows, int64_t calls);
+
+  bool active() const { return packed_.defined(); }
+
+  // Runs `count` consecutive steps of the backward (in the order they are processed; see
+  // StateRecurrentBackwardStep).
+  void backward_steps(const StateRecurrentBackwardStep* steps, int64_t count) const;
+
+ private:
+  StateCell cell_ = StateCell::kGru;
+  at::Tensor packed_;  // [block][u][gate][lane]: W_hh[gate * H + u][block * width + lane]
+  int64_t hidden_ = 0;
+  int64_t blocks_ = 0;
+  FusedStateBackwardBlocksFn kernel_ = nullptr;
+};
+
 }  // namespace fusedlstm::cpu

@@ -319,37 +319,50 @@ inline void fused_forward_blocks(const FusedStepArgs& a, int64_t block_begin, in
 }
 
 // The backward's recurrent GEMM for R rows and NB consecutive blocks of V output units j:
-// grad_h_state[row][j] = sum over k = (gate g, unit u) of grad_gates_next[row][g * H + u] *
-// W_hh[g * H + u][j]. Each k loads one weight vector per block and one scalar per row: R * NB
-// FMAs for R + NB loads (4 x 4: 16 FMAs for 8 loads, as the forward tile; one block with an
-// accumulator per gate needed 20 loads for 16 FMAs, docs/performance.md).
-template <int R, int NB>
-inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
+// grad_h[row][j] (+)= sum over k = (gate g, unit u) of grad_next[row][g * H + u] *
+// W_hh[g * H + u][j], for a cell of C gates (LSTM 4, GRU 3, RNN 1); `kAccumulate` adds to what
+// grad_h holds (the GRU's direct part of dL/dh). Each k loads one weight vector per block and one
+// scalar per row: R * NB FMAs for R + NB loads (4 x 4: 16 FMAs for 8 loads, as the forward tile;
+// one block with an accumulator per gate needed 20 loads for 16 FMAs, docs/performance.md).
+template <int R, int NB, int C, bool kAccumulate>
+inline void recurrent_backward_gemm(const float* grad_next, float* grad_h, const float* packed,
+                                    int64_t H, int64_t row0, int64_t block0) {
   constexpr int64_t V = FusedVec::size();
-  const int64_t H = a.hidden;
-  const int64_t block_stride = H * 4 * V;
-  const float* w = static_cast<const float*>(a.packed_weight) + block0 * block_stride;
-  const float* dg = static_cast<const float*>(a.step.grad_gates_next) + row0 * 4 * H;
+  const int64_t block_stride = H * C * V;
+  const float* w = packed + block0 * block_stride;
+  const float* dg = grad_next + row0 * C * H;
   FusedVec acc[R][NB];
   each<R>([&](int r) { each<NB>([&](int b) { acc[r][b] = FusedVec(0.0f); }); });
   for (int64_t u = 0; u < H; ++u) {
-    for (int64_t g = 0; g < 4; ++g) {
-      const float* wk = w + (u * 4 + g) * V;
+    for (int64_t g = 0; g < C; ++g) {
+      const float* wk = w + (u * C + g) * V;
       FusedVec wv[NB];
       each<NB>([&](int b) { wv[b] = FusedVec::loadu(wk + b * block_stride); });
       each<R>([&](int r) {
-        const FusedVec d(dg[r * 4 * H + g * H + u]);
+        const FusedVec d(dg[r * C * H + g * H + u]);
         each<NB>([&](int b) { acc[r][b] = at::vec::fmadd(wv[b], d, acc[r][b]); });
       });
     }
   }
-  float* out = static_cast<float*>(a.step.grad_h_state) + row0 * H;
+  float* out = grad_h + row0 * H;
   each<R>([&](int r) {
     each<NB>([&](int b) {
       const int64_t j0 = (block0 + b) * V;
-      acc[r][b].store(out + r * H + j0, std::min<int64_t>(V, H - j0));
+      const int64_t lanes = std::min<int64_t>(V, H - j0);
+      float* dest = out + r * H + j0;
+      if constexpr (kAccumulate) acc[r][b] = acc[r][b] + FusedVec::loadu(dest, lanes);
+      acc[r][b].store(dest, lanes);
     });
   });
+}
+
+// The LSTM's: dL/dh_t = dgates_{t+1} W_hh into the step's grad_h_state.
+template <int R, int NB>
+inline void fused_backward_gemm(const FusedBackwardArgs& a, int64_t row0, int64_t block0) {
+  recurrent_backward_gemm<R, NB, 4, false>(static_cast<const float*>(a.step.grad_gates_next),
+                                           static_cast<float*>(a.step.grad_h_state),
+                                           static_cast<const float*>(a.packed_weight), a.hidden,
+                                           row0, block0);
 }
 
 // Blocks per backward GEMM tile (see fused_backward_gemm).

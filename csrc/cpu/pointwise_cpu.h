@@ -104,6 +104,16 @@ struct FusedBackwardArgs {
   const void* packed_weight;
 };
 
+// The GRU's and Elman RNN's fused recurrent backward step (float32): the step, its cell (a
+// chunk's last step has no rows and no cell of its own), W_hh packed as the LSTM's backward
+// weight with the cell's gates.
+struct FusedStateBackwardArgs {
+  StateRecurrentBackwardStep step;
+  StateCell cell;
+  int64_t hidden;
+  const void* packed_weight;
+};
+
 // The row-range kernels each capability translation unit provides.
 using ForwardRowsFn = void (*)(const PointwiseForwardArgs&, int64_t row_begin, int64_t row_end);
 using BackwardRowsFn = void (*)(const PointwiseBackwardArgs&, int64_t row_begin, int64_t row_end);
@@ -112,6 +122,8 @@ using FusedBackwardBlocksFn = void (*)(const FusedBackwardArgs&, int64_t block_b
                                        int64_t block_end);
 using FusedStateBlocksFn = void (*)(const FusedStateStepArgs&, int64_t block_begin,
                                     int64_t block_end);
+using FusedStateBackwardBlocksFn = void (*)(const FusedStateBackwardArgs&, int64_t block_begin,
+                                            int64_t block_end);
 using StateForwardRowsFn = void (*)(const StateForwardArgs&, int64_t row_begin, int64_t row_end);
 using StateBackwardRowsFn = void (*)(const StateBackwardArgs&, int64_t row_begin,
                                      int64_t row_end);
@@ -126,6 +138,7 @@ struct RowKernels {
   StateForwardRowsFn state_forward;  // GRU and Elman RNN (state_cell_units.h)
   StateBackwardRowsFn state_backward;
   FusedStateBlocksFn fused_state_forward;  // over blocks of state_tile_columns(...).block_units
+  FusedStateBackwardBlocksFn fused_state_backward;  // over blocks of `block_width` units
 };
 
 // One per capability; AVX2 and AVX-512 exist only in x86-64 builds (FUSEDLSTM_X86_KERNELS).

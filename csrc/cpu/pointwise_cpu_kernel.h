@@ -226,7 +226,8 @@ inline namespace CPU_CAPABILITY {
 inline RowKernels row_kernels_here(const char* name) {
   return {&forward_rows,          &backward_rows,       &fused_forward_blocks,
           &fused_backward_blocks, fused_block_width(),  name,
-          &state_forward_rows,    &state_backward_rows, &fused_state_forward_blocks};
+          &state_forward_rows,    &state_backward_rows, &fused_state_forward_blocks,
+          &fused_state_backward_blocks};
 }
 
 }  // namespace CPU_CAPABILITY
