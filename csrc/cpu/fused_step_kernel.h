@@ -185,6 +185,58 @@ inline void fused_accumulate<4, 4>(const TileTarget& t, const FusedOperand& op, 
                              {a20, a21, a22, a23}, {a30, a31, a32, a33}};
   add_tile_sums<4, 4>(t, row0, block, sums);
 }
+
+// Six rows x four vectors: 24 accumulators + 4 weights + 1 broadcast of the 32 zmm. Per k, 10
+// loads feed 24 FMAs (4 x 4: 8 for 16), and a block's weights pass through the registers once per
+// six rows instead of four.
+template <>
+inline void fused_accumulate<6, 4>(const TileTarget& t, const FusedOperand& op, int64_t row0,
+                                   int64_t block, int64_t k0, int64_t k1) {
+  constexpr int64_t V = 16;
+  const int64_t K = op.inner;
+  const float* w = op.packed + block * K * 4 * V;
+  const float* h0 = op.rows + row0 * op.stride;
+  const float* h1 = h0 + op.stride;
+  const float* h2 = h1 + op.stride;
+  const float* h3 = h2 + op.stride;
+  const float* h4 = h3 + op.stride;
+  const float* h5 = h4 + op.stride;
+  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+  __m512 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+  __m512 a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+  __m512 a40 = a00, a41 = a00, a42 = a00, a43 = a00;
+  __m512 a50 = a00, a51 = a00, a52 = a00, a53 = a00;
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* wk = w + k * 4 * V;
+    const __m512 w0 = _mm512_loadu_ps(wk);
+    const __m512 w1 = _mm512_loadu_ps(wk + V);
+    const __m512 w2 = _mm512_loadu_ps(wk + 2 * V);
+    const __m512 w3 = _mm512_loadu_ps(wk + 3 * V);
+    __m512 h = _mm512_set1_ps(h0[k]);
+    a00 = _mm512_fmadd_ps(w0, h, a00), a01 = _mm512_fmadd_ps(w1, h, a01);
+    a02 = _mm512_fmadd_ps(w2, h, a02), a03 = _mm512_fmadd_ps(w3, h, a03);
+    h = _mm512_set1_ps(h1[k]);
+    a10 = _mm512_fmadd_ps(w0, h, a10), a11 = _mm512_fmadd_ps(w1, h, a11);
+    a12 = _mm512_fmadd_ps(w2, h, a12), a13 = _mm512_fmadd_ps(w3, h, a13);
+    h = _mm512_set1_ps(h2[k]);
+    a20 = _mm512_fmadd_ps(w0, h, a20), a21 = _mm512_fmadd_ps(w1, h, a21);
+    a22 = _mm512_fmadd_ps(w2, h, a22), a23 = _mm512_fmadd_ps(w3, h, a23);
+    h = _mm512_set1_ps(h3[k]);
+    a30 = _mm512_fmadd_ps(w0, h, a30), a31 = _mm512_fmadd_ps(w1, h, a31);
+    a32 = _mm512_fmadd_ps(w2, h, a32), a33 = _mm512_fmadd_ps(w3, h, a33);
+    h = _mm512_set1_ps(h4[k]);
+    a40 = _mm512_fmadd_ps(w0, h, a40), a41 = _mm512_fmadd_ps(w1, h, a41);
+    a42 = _mm512_fmadd_ps(w2, h, a42), a43 = _mm512_fmadd_ps(w3, h, a43);
+    h = _mm512_set1_ps(h5[k]);
+    a50 = _mm512_fmadd_ps(w0, h, a50), a51 = _mm512_fmadd_ps(w1, h, a51);
+    a52 = _mm512_fmadd_ps(w2, h, a52), a53 = _mm512_fmadd_ps(w3, h, a53);
+  }
+  const __m512 sums[6][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13},
+                             {a20, a21, a22, a23}, {a30, a31, a32, a33},
+                             {a40, a41, a42, a43}, {a50, a51, a52, a53}};
+  add_tile_sums<6, 4>(t, row0, block, sums);
+}
 #endif
 
 // fn(std::integral_constant<int, n>{}) for the run-time n in [0, Max]: turns a remainder count
@@ -253,6 +305,29 @@ inline void for_each_row_tile(int64_t rows, const Tile& tile) {
   for_each_group<R>(0, rows, tile);
 }
 
+// The same with tiles of Wide rows first where the rest still fills whole tiles of R (or
+// nothing): 20 rows as 6 + 6 + 4 + 4, 50 as 7 x 6 + 4 + 4, rather than a ragged last tile.
+template <int R, int Wide, class Tile>
+inline void for_each_wide_row_tile(int64_t rows, const Tile& tile) {
+  int64_t at = 0;
+  if constexpr (Wide > R) {
+    for (; rows - at >= Wide && (rows - at == Wide || rows - at - Wide >= R); at += Wide) {
+      tile(std::integral_constant<int, Wide>{}, at);
+    }
+  }
+  for_each_group<R>(at, rows, tile);
+}
+
+// A tile's wide row count: Tile::kWideRows where it has one, else Tile::kRows.
+template <class Tile>
+constexpr int wide_rows() {
+  if constexpr (requires { Tile::kWideRows; }) {
+    return Tile::kWideRows;
+  } else {
+    return Tile::kRows;
+  }
+}
+
 // One part of a fused step (bias + x_t W_ih^T, or h_{t-1} W_hh^T): its operand and where its
 // sums go.
 template <class Op>
@@ -265,6 +340,9 @@ struct TilePart {
 // weights, the 4-gate tile above, the gate math on float32 buffers.
 struct Float32Tile {
   static constexpr int kRows = fused_rows<4>();
+#if defined(CPU_CAPABILITY_AVX512)
+  static constexpr int kWideRows = 6;
+#endif
   static constexpr int64_t kInnerChunk = kFusedInnerChunk;
   static int64_t rows(const FusedStepArgs& a) { return a.pointwise.rows; }
   static TilePart<FusedOperand> input(const FusedStepArgs& a) {
@@ -300,7 +378,7 @@ inline void fused_forward_blocks_with(const Args& a, int64_t block_begin, int64_
     for (int64_t k0 = 0; k0 < K; k0 += k_step) {
       const int64_t k1 = std::min(K, k0 + k_step);
       target.init = part.target.init && k0 == 0;
-      for_each_row_tile<Tile::kRows>(rows, [&](auto n, int64_t row) {
+      for_each_wide_row_tile<Tile::kRows, wide_rows<Tile>()>(rows, [&](auto n, int64_t row) {
         Tile::template accumulate<decltype(n)::value>(target, part.op, row, block, k0, k1);
         if (gate_math && k1 == K) Tile::gate_math(a, row, decltype(n)::value, block);
       });
