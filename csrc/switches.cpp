@@ -26,7 +26,7 @@ const std::array<SwitchInfo, static_cast<size_t>(Switch::kCount)>& switch_infos(
       {"cpu.step", {"auto", "fused", "gemm"}},
       {"cpu.input_fusion", {"auto", "on", "off"}},
       {"cpu.gemm", {"auto", "aten"}},
-      {"cpu.bf16_training", {"auto", "float", "bf16"}},
+      {"cpu.bf16_compute", {"auto", "float", "bf16"}},
       {"cpu.emulate_cuda_kernels", {"off", "on"}},
       {"backward_chunk_steps", {}},
       {"cuda.step", {"auto", "persistent", "per_step", "persistent_refused"}},

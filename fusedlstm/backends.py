@@ -10,8 +10,9 @@
   any batch size).
 - `cpu.gemm`: `auto`, `aten`. `aten`: the CUDA back-end's ATen GEMMs on the CPU and no fused step
   (the CUDA build's host path).
-- `cpu.bf16_training`: `auto`, `float`, `bf16`. How small bfloat16 layers train where the CPU
-  lacks the bfloat16 fused steps.
+- `cpu.bf16_compute`: `auto`, `float`, `bf16`. How bfloat16 LSTM layers compute (inference and
+  training): in float32 inside (`auto` where the CPU lacks the bfloat16 dot product), or in
+  bfloat16.
 - `cpu.emulate_cuda_kernels`: `off`, `on`. CPU tensors take the CUDA back-end with its kernels on
   the SIMT emulation (tests; fusedlstm.simt).
 - `cuda.step`: `auto`, `persistent`, `per_step`, `persistent_refused`. The CUDA back-end's time
@@ -70,7 +71,7 @@ class _Group:
         return "{" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self._names) + "}"
 
 
-cpu = _Group(".cpu", ("step", "input_fusion", "gemm", "bf16_training", "emulate_cuda_kernels"))
+cpu = _Group(".cpu", ("step", "input_fusion", "gemm", "bf16_compute", "emulate_cuda_kernels"))
 cuda = _Group(".cuda", ("step",))
 layer = _Group("", ("backward_chunk_steps",))
 

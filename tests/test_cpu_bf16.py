@@ -1,7 +1,7 @@
 """The CPU's bfloat16 paths against nn.LSTM in float64: the fused steps built on the CPU's
 bfloat16 dot product (vdpbf16ps: pairs of k, float32 sums; forward with input fusion, backward),
-the GEMM-per-step path, and small-layer training computed in float32 (on CPUs without those
-steps, csrc/cpu/layer_cpu.h).
+the GEMM-per-step path, and layers computed in float32 inside (on CPUs without the dot product,
+csrc/cpu/layer_cpu.h).
 
 The float64 reference gets the module's bfloat16 weights and the bfloat16 input exactly, so the
 error measured is our arithmetic's, not the rounding of the weights. The shapes stress the
@@ -79,6 +79,22 @@ def test_bf16_inference_matches_float64(shape, bias, num_threads):
     for i, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert a.dtype == torch.bfloat16 and a.shape == b.shape
         assert_close_scaled(a, b, INFERENCE_REL, f"{shape_id(shape)} output {i}")
+
+
+# Both routes of a bfloat16 layer (the switch cpu.bf16_compute; auto takes float32 on CPUs without
+# the bfloat16 dot product): computed in bfloat16, or in float32 and rounded once.
+@pytest.mark.parametrize("route", ["float", "bf16"])
+@pytest.mark.parametrize("shape", [SHAPES[2], SHAPES[5], SHAPES[6]], ids=shape_id)
+def test_bf16_inference_routes_match_float64(shape, route):
+    steps, batch, input_size, hidden, layers, bidirectional, proj = shape
+    ours, ref = bf16_pair(input_size, hidden, layers, bidirectional, proj)
+    x = torch.randn(steps, batch, input_size).to(torch.bfloat16)
+    with fusedlstm.backends.flags(cpu_bf16_compute=route):
+        got = run(ours, x, None)
+    expected = run(ref, x.double(), None)
+    for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+        assert a.dtype == torch.bfloat16 and a.shape == b.shape
+        assert_close_scaled(a, b, INFERENCE_REL, f"{route} route, output {i}")
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])

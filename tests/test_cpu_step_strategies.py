@@ -76,13 +76,13 @@ def test_parity_suite_with_small_backward_chunks(chunk_steps, strategy):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ["bf16", "float"])
-def test_bf16_training_routes(route):
+def test_bf16_compute_routes(route):
     # bfloat16 training runs in bfloat16 (the fused steps where the CPU has avx512_bf16, else
     # GEMMs) except for small layers on CPUs without those steps, which compute in float32: each
-    # route forced here (the switch cpu.bf16_training), the bfloat16 one with backward chunks of
+    # route forced here (the switch cpu.bf16_compute), the bfloat16 one with backward chunks of
     # one step (the fused backward's carry of dL/dh across chunks, the chunked weight-gradient
     # sums).
-    switches = {"cpu.bf16_training": route}
+    switches = {"cpu.bf16_compute": route}
     if route == "bf16":
         switches["backward_chunk_steps"] = "1"
     run_suite_with_switches(switches, ["test_cpu_bf16.py", "test_lstm_parity.py",

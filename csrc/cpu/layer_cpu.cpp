@@ -12,8 +12,8 @@ namespace fusedlstm::cpu {
 
 namespace {
 
-// The switch cpu.bf16_training: float / bf16 force the choice below (tests run both).
-int64_t forced_bf16_training() { return switch_value(Switch::kCpuBf16Training); }
+// The switch cpu.bf16_compute: float / bf16 force the choice below (tests run both).
+int64_t forced_bf16_compute() { return switch_value(Switch::kCpuBf16Compute); }
 
 // Whether every given tensor is bfloat16 (nullptr: an absent optional argument).
 bool all_bf16(std::initializer_list<const at::Tensor*> tensors) {
@@ -23,25 +23,25 @@ bool all_bf16(std::initializer_list<const at::Tensor*> tensors) {
   return true;
 }
 
-// Whether a bfloat16 training call of this layer computes in float32 (kBf16InFloatMaxStepMacs:
-// small layers, on CPUs without the bfloat16 fused steps). Every floating argument must be
-// bfloat16: mixed dtypes go to the time loop, which rejects them.
-bool bf16_training_in_float(const at::Tensor& input, const at::Tensor& w_ih,
-                            const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
-                            const c10::optional<at::Tensor>& batch_sizes,
-                            std::initializer_list<const at::Tensor*> others) {
-  if (input.scalar_type() != at::kBFloat16 || forced_bf16_training() == kBf16TrainingBf16) return false;
+// Whether a bfloat16 call of this layer (forward, inference or training, or backward) computes in
+// float32 inside, rounding its results once: on CPUs without the bfloat16 dot product
+// (avx512_bf16, which the bfloat16 fused steps need), where a bfloat16 step is a GEMM call that
+// oneDNN emulates (AVX-512) or widens (AVX2), and the float32 fused steps ran every bench shape
+// 2-4x faster (docs/performance.md). Every floating argument must be bfloat16: mixed dtypes go
+// to the time loop, which rejects them.
+bool bf16_in_float(const at::Tensor& input, const at::Tensor& w_ih, const at::Tensor& w_hh,
+                   const c10::optional<at::Tensor>& w_hr,
+                   std::initializer_list<const at::Tensor*> others) {
+  if (input.scalar_type() != at::kBFloat16 || forced_bf16_compute() == kBf16ComputeBf16) {
+    return false;
+  }
   if (!all_bf16({&w_ih, &w_hh, w_hr.has_value() ? &*w_hr : nullptr}) || !all_bf16(others)) {
     return false;
   }
   if (w_ih.dim() != 2 || w_hh.dim() != 2) return false;  // the time loop says what is wrong
-  if (forced_bf16_training() == kBf16TrainingFloat) return true;
-  if (selected_bf16_fused_kernels() != nullptr) return false;
-  const int64_t batch = batch_sizes.has_value() && batch_sizes->numel() > 0
-                            ? batch_sizes->max().item<int64_t>()
-                            : (input.dim() == 3 ? input.size(1) : 0);
-  const int64_t step_macs = batch * w_hh.size(0) * (w_ih.size(1) + w_hh.size(1));
-  return step_macs <= kBf16InFloatMaxStepMacs;
+  if (forced_bf16_compute() == kBf16ComputeFloat) return true;
+  // (cpu.gemm = aten runs the CUDA build's host path, bfloat16 GEMMs included)
+  return selected_bf16_fused_kernels() == nullptr && !aten_gemms_only();
 }
 
 at::Tensor as_float(const at::Tensor& t) { return t.to(at::kFloat); }
@@ -59,9 +59,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_for
     const at::Tensor& w_hh, const c10::optional<at::Tensor>& b_ih,
     const c10::optional<at::Tensor>& b_hh, const c10::optional<at::Tensor>& w_hr,
     const c10::optional<at::Tensor>& batch_sizes, bool reverse, bool train) {
-  if (!train || !bf16_training_in_float(input, w_ih, w_hh, w_hr, batch_sizes,
-                                        {&h0, &c0, b_ih.has_value() ? &*b_ih : nullptr,
-                                         b_hh.has_value() ? &*b_hh : nullptr})) {
+  if (!bf16_in_float(input, w_ih, w_hh, w_hr,
+                     {&h0, &c0, b_ih.has_value() ? &*b_ih : nullptr,
+                      b_hh.has_value() ? &*b_hh : nullptr})) {
     return layer_forward_impl<CpuBackend>(input, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
                                           batch_sizes, reverse, train);
   }
@@ -79,9 +79,8 @@ layer_backward_cpu(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
                    const c10::optional<at::Tensor>& batch_sizes, bool reverse,
                    const at::Tensor& output, const at::Tensor& gates, const at::Tensor& cells,
                    bool need_input_grad, bool need_weight_grads) {
-  if (!bf16_training_in_float(input, w_ih, w_hh, w_hr, batch_sizes,
-                              {&grad_output, &grad_h_n, &grad_c_n, &h0, &c0, &output, &gates,
-                               &cells})) {
+  if (!bf16_in_float(input, w_ih, w_hh, w_hr,
+                     {&grad_output, &grad_h_n, &grad_c_n, &h0, &c0, &output, &gates, &cells})) {
     return layer_backward_impl<CpuBackend>(grad_output, grad_h_n, grad_c_n, input, h0, c0, w_ih,
                                            w_hh, w_hr, batch_sizes, reverse, output, gates, cells,
                                            need_input_grad, need_weight_grads);

@@ -1,6 +1,6 @@
 // The CPU's lstm_layer / lstm_layer_backward: the shared time loop (layer_algorithm.h) with the
-// CPU back-end, except that small bfloat16 training runs in float32 on CPUs without the bfloat16
-// fused steps (see layer_cpu.cpp).
+// CPU back-end, except that bfloat16 layers compute in float32 on CPUs without the bfloat16 dot
+// product (see layer_cpu.cpp).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,12 +8,6 @@
 #include <tuple>
 
 namespace fusedlstm::cpu {
-
-// Multiply-accumulates per step (batch x 4H x (I + P)) up to which a bfloat16 training call
-// computes in float32 where the CPU has no bfloat16 fused step (fused_step.h; no avx512_bf16):
-// there each step is a bfloat16 GEMM call, whose fixed cost (~10 us) exceeds the arithmetic of a
-// small step, while the float32 fused steps have none (docs/performance.md).
-constexpr int64_t kBf16InFloatMaxStepMacs = int64_t{8} << 20;
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> layer_forward_cpu(
     const at::Tensor& input, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,

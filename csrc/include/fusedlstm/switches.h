@@ -13,7 +13,7 @@ enum class Switch : int {
   kCpuStep,             // auto | fused | gemm: the CPU's per-step strategy
   kCpuInputFusion,      // auto | on | off: x_t W_ih^T inside the fused step
   kCpuGemm,             // auto | aten: the CUDA build's ATen GEMMs on the CPU, no fused step
-  kCpuBf16Training,     // auto | float | bf16: how small bfloat16 layers train
+  kCpuBf16Compute,      // auto | float | bf16: how bfloat16 layers compute without vdpbf16ps
   kCpuEmulateCuda,      // off | on: CPU tensors take the CUDA back-end on the SIMT emulation
   kBackwardChunkSteps,  // steps per backward chunk; 0: ~8 MiB of gate gradients
   kCudaStep,            // auto | persistent | per_step | persistent_refused (persistent_step.h)
@@ -25,7 +25,7 @@ inline constexpr int64_t kAuto = 0;
 inline constexpr int64_t kCpuStepFused = 1, kCpuStepGemm = 2;
 inline constexpr int64_t kInputFusionOn = 1, kInputFusionOff = 2;
 inline constexpr int64_t kCpuGemmAten = 1;
-inline constexpr int64_t kBf16TrainingFloat = 1, kBf16TrainingBf16 = 2;
+inline constexpr int64_t kBf16ComputeFloat = 1, kBf16ComputeBf16 = 2;
 
 // The switch's current value. In the CPU extension a load of the switchboard; in the CUDA
 // extension (a separate library) a call of the fusedlstm::_switch op, which reads the same one.
