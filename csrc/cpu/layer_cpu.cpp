@@ -26,9 +26,10 @@ bool all_bf16(std::initializer_list<const at::Tensor*> tensors) {
 // Whether a bfloat16 call of this layer (forward, inference or training, or backward) computes in
 // float32 inside, rounding its results once: on CPUs without the bfloat16 dot product
 // (avx512_bf16, which the bfloat16 fused steps need), where a bfloat16 step is a GEMM call that
-// oneDNN emulates (AVX-512) or widens (AVX2), and the float32 fused steps ran every bench shape
-// 2-4x faster (docs/performance.md). Every floating argument must be bfloat16: mixed dtypes go
-// to the time loop, which rejects them.
+// oneDNN emulates (AVX-512) or we widen (AVX2); on an AVX-512 Xeon without it the float32 path
+// ran every bench shape 2.3-4.7x faster (docs/performance-by-machine.md). A training call keeps
+// its saved gates in bfloat16 (rounded once); the float32 copies live only during the call. Every
+// floating argument must be bfloat16: mixed dtypes go to the time loop, which rejects them.
 bool bf16_in_float(const at::Tensor& input, const at::Tensor& w_ih, const at::Tensor& w_hh,
                    const c10::optional<at::Tensor>& w_hr,
                    std::initializer_list<const at::Tensor*> others) {
