@@ -127,6 +127,10 @@ using FusedStateBackwardBlocksFn = void (*)(const FusedStateBackwardArgs&, int64
 using StateForwardRowsFn = void (*)(const StateForwardArgs&, int64_t row_begin, int64_t row_end);
 using StateBackwardRowsFn = void (*)(const StateBackwardArgs&, int64_t row_begin,
                                      int64_t row_end);
+// dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols (float32): the fused steps'
+// weight packing (weight_packing.cpp).
+using TransposeFn = void (*)(const float* src, int64_t ld_src, float* dst, int64_t ld_dst,
+                             int64_t rows, int64_t cols);
 
 struct RowKernels {
   ForwardRowsFn forward;
@@ -139,6 +143,7 @@ struct RowKernels {
   StateBackwardRowsFn state_backward;
   FusedStateBlocksFn fused_state_forward;  // over blocks of state_tile_columns(...).block_units
   FusedStateBackwardBlocksFn fused_state_backward;  // over blocks of `block_width` units
+  TransposeFn transpose;
 };
 
 // One per capability; AVX2 and AVX-512 exist only in x86-64 builds (FUSEDLSTM_X86_KERNELS).
