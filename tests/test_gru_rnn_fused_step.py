@@ -32,6 +32,7 @@ SHAPES = [
     (5, 5, 4, 130, 1, False),
     (4, 13, 12, 21, 2, True),
     (3, 4, 6, 7, 1, False),
+    (3, 9, 300, 261, 1, False),  # k over several passes of the tiles (kFusedInnerChunk)
 ]
 
 

@@ -108,7 +108,7 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Ope
 struct Bf16Tile {
   static constexpr int kRows = fused_rows<4>();
   // k per pass over the row tiles: 256 k of a block's weights, 32 KiB as in float32.
-  static constexpr int64_t kInnerChunk = 2 * kFusedInnerChunk;
+  static constexpr int64_t kInnerChunk = kBf16InnerChunk;
   static int64_t rows(const FusedStepArgs& a) { return a.pointwise.rows; }
   static TilePart<Bf16Operand> input(const FusedStepArgs& a) {
     return {input_operand<uint16_t>(a), lstm_target(a, /*init=*/true)};
@@ -143,7 +143,7 @@ struct StateForwardFloatPreact {
 template <class Math>
 struct Bf16StateTile : StateTile<Math, uint16_t> {
   using Base = StateTile<Math, uint16_t>;
-  static constexpr int64_t kInnerChunk = 2 * kFusedInnerChunk;
+  static constexpr int64_t kInnerChunk = kBf16InnerChunk;
   template <int R>
   static void accumulate(const TileTarget& t, const Bf16Operand& op, int64_t row0,
                          int64_t block, int64_t k0, int64_t k1) {

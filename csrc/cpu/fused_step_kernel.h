@@ -293,10 +293,15 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
   vector_units<Units, scalar_t, RowPack>(a, row0, rows, block * FusedVec::size());
 }
 
-// k per pass over a block's row tiles when there are several: the block's weights for it
-// (128 x 4 gates x 16 lanes x 4 B = 32 KiB) stay in L1 from tile to tile instead of streaming
-// from L2 once per tile.
-constexpr int64_t kFusedInnerChunk = 128;
+// k per pass over a block's row tiles when there are several (float32): above, the block's
+// weights for a pass (256 x 4 gates x 16 lanes x 4 B = 64 KiB) stream from L2 once per tile
+// instead of staying in L1. Smaller passes cost more in their tiles' extra loads and stores of the
+// sums: with passes of 128, I = H = 200 (two passes per part) ran 4% slower, with 64 15% slower,
+// and H = 512 was the same (docs/performance.md).
+constexpr int64_t kFusedInnerChunk = 256;
+// The bfloat16 tiles' k per pass (pairs of k: 128 pairs, 32 KiB), as measured before the float32
+// passes grew (no CPU here has the bfloat16 dot product to measure a change).
+constexpr int64_t kBf16InnerChunk = 256;
 
 // Calls tile(std::integral_constant<int, n>, row) over `rows` in tiles of R rows, the remaining
 // rows in one last tile, so a block's weights are streamed once more at most.
