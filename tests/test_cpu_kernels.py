@@ -1,10 +1,11 @@
 """The CPU's fused recurrent kernels (forward and backward, float32) on the shapes that stress them:
 H around the 16-lane block (full blocks, a ragged last block, H below one block), B around the
 4-row register tile (1, 3, 5, 8) and the forward's 6-row one on AVX-512 (6; 7 = 4 + 3; 14 = 6 +
-4 + 4), I and H past the k per pass of the tiles (300, 261), T=1, packed sequences in both directions, bidirectional and
-stacked layers, 1 and 2 threads (1 and 2 slices of blocks, a block's rows split between
-slices), and weights changed in place between calls (packing must see the new values); training
-and inference (input fusion) alike. float32 results against nn.LSTM in float64.
+4 + 4), I and H past the k per pass of the tiles (300, 261), T=1, packed sequences in both
+directions, bidirectional and stacked layers, 1 and 2 threads (1 and 2 slices of blocks, a
+block's rows split between slices), and weights changed in place between calls (packing must see
+the new values); training and inference (input fusion) alike. float32 results against nn.LSTM in
+float64.
 """
 
 
