@@ -17,6 +17,19 @@ bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inne
 at::Tensor widened(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
 }  // namespace
 
+bool mkl_weight_grads(at::ScalarType dtype) {
+#if defined(FUSEDLSTM_X86_KERNELS)
+  static const bool intel = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel && dtype == at::kFloat;
+#else
+  (void)dtype;
+  return false;
+#endif
+}
+
 bool computed_in_float(at::ScalarType dtype) {
   return (dtype == at::kBFloat16 || dtype == at::kHalf) && !aten_gemms_only() &&
          !onednn_linear_available(dtype);
@@ -47,7 +60,8 @@ at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
   if (computed_in_float(a.scalar_type())) {
     return matmul_tn(widened(a), widened(b)).to(a.scalar_type());
   }
-  if (aten_gemms_only() || !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
+  if (aten_gemms_only() || mkl_weight_grads(a.scalar_type()) ||
+      !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
     return at::mm(a.t(), b);
   }
   // oneDNN wants its activation operand row-major, so one operand is copied transposed: the

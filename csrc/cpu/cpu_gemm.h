@@ -36,10 +36,20 @@ bool aten_gemms_only();
 // the numbers of a reduced-precision GEMM with float32 accumulation.
 bool computed_in_float(at::ScalarType dtype);
 
+// Whether float32 weight gradients (matmul_tn) take MKL's SGEMM rather than oneDNN: on Intel
+// CPUs. MKL reads the transposed operand in place and, on an Intel Xeon, took 0.75-0.85x the time
+// of oneDNN's inner product with its transposed copy, at every weight-gradient shape measured
+// (docs/performance.md); on AMD CPUs MKL runs generic kernels and oneDNN is 2x faster.
+bool mkl_weight_grads(at::ScalarType dtype);
+
 struct CpuGemm {
   static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
   static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);
   static at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b);
+  // (gemm.h) oneDNN copies its first operand transposed: the layers pass the smaller first.
+  static bool weight_grads_transposed(at::ScalarType dtype) {
+    return !aten_gemms_only() && !mkl_weight_grads(dtype);
+  }
 };
 
 class CpuStepGemm {

@@ -3,6 +3,11 @@
 //                                 of chunks of them; a cell's input product)
 //   Backend::matmul(a, b)         a b            (the backward's input gradient)
 //   Backend::matmul_tn(a, b)      a^T b          (the backward's weight gradients)
+//   Backend::weight_grads_transposed(dtype)
+//                                 whether the layers take a weight gradient dW = dgates^T rows
+//                                 as dW^T = rows^T dgates (the smaller operand first; transposed
+//                                 once at the end), for a product that copies its first operand
+//                                 transposed (oneDNN's), or directly
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM;
 //                                 also the input projection of each chunk of steps)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
@@ -42,6 +47,8 @@ struct AtenGemm {
   static at::Tensor matmul_tn(const at::Tensor& a, const at::Tensor& b) {
     return at::mm(a.t(), b);
   }
+  // cuBLAS and MKL read a transposed operand in place: dW directly, with no transposed copy.
+  static bool weight_grads_transposed(at::ScalarType /*dtype*/) { return false; }
 };
 
 class AtenStepGemm {

@@ -83,8 +83,8 @@ class LayerBackward {
     return {grad_input_,
             grad_h0,
             grad_c_state_,
-            finish_sum(grad_w_ih_t_.t().contiguous(), dtype),
-            finish_sum(grad_w_hh_t_.t().contiguous(), dtype),
+            grad_w_ih_.finish(dtype),
+            grad_w_hh_.finish(dtype),
             finish_sum(grad_bias_, dtype),
             has_proj_ ? finish_sum(grad_w_hr_, dtype) : skipped()};
   }
@@ -202,12 +202,9 @@ class LayerBackward {
       grad_input_.narrow(0, row_lo, n).copy_(Backend::matmul(chunk_grad_gates, w_ih_));
     }
     if (!need_weight_grads_) return;
-    // dW^T = rows^T dgates per chunk (the layer input / h_{t-1} rows are the smaller operand,
-    // see matmul_tn), transposed once after the last chunk.
-    accumulate(grad_w_ih_t_, Backend::matmul_tn(x_.narrow(0, row_lo, n), chunk_grad_gates));
-    accumulate(grad_w_hh_t_,
-               Backend::matmul_tn(previous_h_rows(s_, reverse_, out_rows_, h0_, rows_of_chunk),
-                                  chunk_grad_gates));
+    grad_w_ih_.add(x_.narrow(0, row_lo, n), chunk_grad_gates);
+    grad_w_hh_.add(previous_h_rows(s_, reverse_, out_rows_, h0_, rows_of_chunk),
+                   chunk_grad_gates);
     accumulate(grad_bias_, chunk_grad_gates.sum(0));
     if (has_proj_) {
       const at::Tensor m = saved_gates_.narrow(0, row_lo, n).narrow(1, 3 * H_, H_) *
@@ -242,7 +239,8 @@ class LayerBackward {
   at::Tensor grad_c_state_;
   at::Tensor grad_m_step_;
   at::Tensor grad_input_;
-  at::Tensor grad_w_ih_t_, grad_w_hh_t_, grad_bias_, grad_w_hr_;
+  WeightGradSum<Backend> grad_w_ih_{input_.scalar_type()}, grad_w_hh_{input_.scalar_type()};
+  at::Tensor grad_bias_, grad_w_hr_;
   const typename Backend::StepGemm recurrent_;
   const typename Backend::StepGemm projection_;
 };

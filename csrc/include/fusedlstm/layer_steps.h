@@ -125,6 +125,30 @@ inline at::Tensor finish_sum(const at::Tensor& total, at::ScalarType dtype) {
   return total.scalar_type() == dtype ? total : total.to(dtype);
 }
 
+// A weight gradient dW = grad^T rows summed over the backward's chunks (grad: a chunk's gate
+// gradients (N, G); rows: its layer input or h_{t-1} rows (N, K)), in the orientation the
+// back-end's product wants (gemm.h, weight_grads_transposed): dW^T = rows^T grad per chunk and
+// one transpose after the last, or dW directly.
+template <class Backend>
+class WeightGradSum {
+ public:
+  explicit WeightGradSum(at::ScalarType dtype)
+      : transposed_(Backend::weight_grads_transposed(dtype)) {}
+
+  void add(const at::Tensor& rows, const at::Tensor& grad) {
+    accumulate(total_, transposed_ ? Backend::matmul_tn(rows, grad)
+                                   : Backend::matmul_tn(grad, rows));
+  }
+
+  at::Tensor finish(at::ScalarType dtype) const {
+    return finish_sum(transposed_ ? total_.t().contiguous() : total_, dtype);
+  }
+
+ private:
+  bool transposed_;
+  at::Tensor total_;
+};
+
 // Steps per backward chunk: the gate gradients of a chunk (and the weight-gradient GEMMs on
 // them) are kept ~8 MiB, so the backward never holds a (T*B, 4H) gradient buffer.
 // The switch backward_chunk_steps = k forces k (for tests: small shapes fit in one chunk).

@@ -27,6 +27,7 @@ using layer_detail::chunk_rows;
 using layer_detail::ChunkRows;
 using layer_detail::finish_sum;
 using layer_detail::step_at;
+using layer_detail::WeightGradSum;
 
 inline const char* cell_name(StateCell cell) {
   return cell == StateCell::kGru ? "gru" : "rnn";
@@ -257,7 +258,8 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
   const auto recurrent_rows_of = [&](int64_t local) {
     return static_cast<const char*>(grad_recurrent_side.const_data_ptr()) + local * G * elem;
   };
-  at::Tensor grad_w_ih_t, grad_w_hh_t, grad_b_ih, grad_b_hh;
+  WeightGradSum<Backend> grad_w_ih(input.scalar_type()), grad_w_hh(input.scalar_type());
+  at::Tensor grad_b_ih, grad_b_hh;
 
   for (int64_t end = s.steps; end > 0; end -= chunk) {
     const int64_t begin = std::max<int64_t>(0, end - chunk);
@@ -309,8 +311,8 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
       grad_input.narrow(0, c.row_lo, n).copy_(Backend::matmul(chunk_input_side, w_ih));
     }
     if (need_weight_grads) {
-      accumulate(grad_w_ih_t, Backend::matmul_tn(x.narrow(0, c.row_lo, n), chunk_input_side));
-      accumulate(grad_w_hh_t, Backend::matmul_tn(h_prev_rows, chunk_recurrent_side));
+      grad_w_ih.add(x.narrow(0, c.row_lo, n), chunk_input_side);
+      grad_w_hh.add(h_prev_rows, chunk_recurrent_side);
       accumulate(grad_b_ih, chunk_input_side.sum(0));
       if (sides_differ) accumulate(grad_b_hh, chunk_recurrent_side.sum(0));
     }
@@ -327,8 +329,8 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
   const at::Tensor bias_ih = finish_sum(grad_b_ih, dtype);
   return {grad_input,
           grad_h_state,
-          finish_sum(grad_w_ih_t.t().contiguous(), dtype),
-          finish_sum(grad_w_hh_t.t().contiguous(), dtype),
+          grad_w_ih.finish(dtype),
+          grad_w_hh.finish(dtype),
           bias_ih,
           sides_differ ? finish_sum(grad_b_hh, dtype) : at::Tensor()};
 }
