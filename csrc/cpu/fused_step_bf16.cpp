@@ -107,7 +107,7 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Ope
 
 struct Bf16Tile {
   static constexpr int kRows = fused_rows<4>();
-  // k per pass over the row tiles: 256 k of a block's weights, 32 KiB as in float32.
+  // k per pass over the row tiles: 256 k of a block's weights, 32 KiB (kBf16InnerChunk).
   static constexpr int64_t kInnerChunk = kBf16InnerChunk;
   static int64_t rows(const FusedStepArgs& a) { return a.pointwise.rows; }
   static TilePart<Bf16Operand> input(const FusedStepArgs& a) {

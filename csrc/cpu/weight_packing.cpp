@@ -59,7 +59,9 @@ at::Tensor pack_weight_elements(const at::Tensor& w, int64_t blocks, int64_t wid
 // W, the padding lanes of the last block zero.
 void zero_lanes(float* out, int64_t k_count, int64_t k_stride, int64_t lanes, int64_t width) {
   if (lanes >= width) return;
-  for (int64_t k = 0; k < k_count; ++k) std::fill_n(out + k * k_stride + lanes, width - lanes, 0.0f);
+  for (int64_t k = 0; k < k_count; ++k) {
+    std::fill_n(out + k * k_stride + lanes, width - lanes, 0.0f);
+  }
 }
 
 // pack_blocks' float32 forward layout by transposes: a block's vector c is `lanes` rows of W
