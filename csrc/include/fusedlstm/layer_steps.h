@@ -97,17 +97,34 @@ inline at::Tensor previous_h_rows(const StepSchedule& s, bool reverse, const at:
   const int64_t n = c.row_hi - c.row_lo;
   if (shifted) return output.narrow(0, c.row_lo + delta, n);
   at::Tensor rows = at::empty({n, output.size(1)}, output.options());
+  // Rows from `output` are copied in runs: a step whose previous rows follow the run's in both
+  // `rows` and `output` extends it. Padded input whose chunk holds the step from h0 takes two
+  // copies instead of one per step (a copy op per step was ~5% of a small layer's training).
+  int64_t run_at = 0, run_from = 0, run_count = 0;
+  const auto copy_run = [&] {
+    if (run_count > 0) {
+      rows.narrow(0, run_at, run_count).copy_(output.narrow(0, run_from, run_count));
+    }
+    run_count = 0;
+  };
   for (int64_t t = c.t_lo; t <= c.t_hi; ++t) {
     const PreviousStep p = previous_step(s, t, reverse);
     const int64_t at = s.row_offset[t] - c.row_lo;
     if (p.continuing > 0) {
-      rows.narrow(0, at, p.continuing).copy_(output.narrow(0, s.row_offset[p.prev], p.continuing));
+      const int64_t from = s.row_offset[p.prev];
+      if (run_count == 0 || run_at + run_count != at || run_from + run_count != from) {
+        copy_run();
+        run_at = at;
+        run_from = from;
+      }
+      run_count += p.continuing;
     }
     if (s.rows[t] > p.continuing) {
       rows.narrow(0, at + p.continuing, s.rows[t] - p.continuing)
           .copy_(h0.narrow(0, p.continuing, s.rows[t] - p.continuing));
     }
   }
+  copy_run();
   return rows;
 }
 
