@@ -120,7 +120,7 @@ class FusedRecurrentStep {
   void forward_steps(const RecurrentStep* steps, int64_t count) const;
 
  private:
-  at::Tensor packed_;  // [block][k][gate][lane] (bfloat16: pairs of k, see pack_blocks)
+  at::Tensor packed_;  // [block][k][gate][lane] (bfloat16: pairs of k, see pack_bf16_blocks)
   at::Tensor packed_input_;  // W_ih, the same layout, when fusing the input projection
   at::Tensor bias_;          // (4H) float32 contiguous, or undefined
   int64_t inner_ = 0;

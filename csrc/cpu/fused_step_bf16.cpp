@@ -105,9 +105,13 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Ope
   add_tile_sums<R, C>(t, row0, block, acc);
 }
 
+// The bfloat16 tiles' k per pass over the row tiles: 256 k (128 pairs) of a block's weights,
+// 32 KiB, as measured before the float32 passes grew to 256 k (kFusedInnerChunk; no CPU here has
+// the bfloat16 dot product to measure a change).
+constexpr int64_t kBf16InnerChunk = 256;
+
 struct Bf16Tile {
   static constexpr int kRows = fused_rows<4>();
-  // k per pass over the row tiles: 256 k of a block's weights, 32 KiB (kBf16InnerChunk).
   static constexpr int64_t kInnerChunk = kBf16InnerChunk;
   static int64_t rows(const FusedStepArgs& a) { return a.pointwise.rows; }
   static TilePart<Bf16Operand> input(const FusedStepArgs& a) {

@@ -299,9 +299,6 @@ inline void block_units(const Args& a, int64_t row0, int64_t rows, int64_t block
 // sums: with passes of 128, I = H = 200 (two passes per part) ran 4% slower, with 64 15% slower,
 // and H = 512 was the same (docs/performance.md).
 constexpr int64_t kFusedInnerChunk = 256;
-// The bfloat16 tiles' k per pass (pairs of k: 128 pairs, 32 KiB), as measured before the float32
-// passes grew (no CPU here has the bfloat16 dot product to measure a change).
-constexpr int64_t kBf16InnerChunk = 256;
 
 // Calls tile(std::integral_constant<int, n>, row) over `rows` in tiles of R rows, the remaining
 // rows in one last tile, so a block's weights are streamed once more at most.
