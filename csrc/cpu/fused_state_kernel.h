@@ -48,8 +48,11 @@ struct StateTile {
   }
   template <int R>
   static void accumulate(const TileTarget& t, const FusedOperand& op, int64_t row0,
-                         int64_t block, int64_t k0, int64_t k1) {
-    fused_accumulate<R, kVectors>(t, op, row0, block, k0, k1);
+                         int64_t block, int64_t k0, int64_t k1, const WeightPrefetch& prefetch) {
+    fused_accumulate<R, kVectors>(t, op, row0, block, k0, k1, prefetch);
+  }
+  static WeightRange pass_weights(const FusedOperand& op, int64_t block, int64_t k0, int64_t k1) {
+    return float_pass_weights<kVectors>(op, block, k0, k1);
   }
   // The cell (Units, on buffers of scalar_t through RowPack) on the block's units: one vector
   // per gate (GRU) or kVectors of them (RNN).

@@ -79,7 +79,7 @@ inline __m512bh broadcast_pair(const uint16_t* row, int64_t k, bool full) {
 template <int R, int C>
 FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Operand& op,
                                                int64_t row0, int64_t block, int64_t k0,
-                                               int64_t k1) {
+                                               int64_t k1, const WeightPrefetch& prefetch) {
   const int64_t K = op.inner;
   const int64_t pairs = (K + 1) / 2;
   const uint16_t* w = op.packed + block * pairs * C * V * 2;
@@ -89,6 +89,7 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Ope
   each<R>([&](int r) { each<C>([&](int c) { acc[r][c] = _mm512_setzero_ps(); }); });
   const auto pair_step = [&](int64_t k, bool full) {
     const uint16_t* wk = w + (k / 2) * C * V * 2;
+    prefetch.at((k - k0) / 2);
     __m512bh wv[C];
     each<C>([&](int c) {
       wv[c] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(wk + c * V * 2));
@@ -103,6 +104,15 @@ FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Ope
   for (; k < full_end; k += 2) pair_step(k, /*full=*/true);
   if (k < k1) pair_step(k, /*full=*/false);  // odd K: the last k alone
   add_tile_sums<R, C>(t, row0, block, acc);
+}
+
+// The weights a k pass [k0, k1) (k0 even) of a bfloat16 tile of C vectors reads for one block.
+template <int C>
+inline WeightRange bf16_pass_weights(const Bf16Operand& op, int64_t block, int64_t k0,
+                                     int64_t k1) {
+  const int64_t pairs = (op.inner + 1) / 2;
+  const uint16_t* w = op.packed + (block * pairs + k0 / 2) * C * V * 2;
+  return {reinterpret_cast<const char*>(w), ((k1 + 1) / 2 - k0 / 2) * C * V * 2 * 2};
 }
 
 // The bfloat16 tiles' k per pass over the row tiles: 256 k (128 pairs) of a block's weights,
@@ -122,8 +132,11 @@ struct Bf16Tile {
   }
   template <int R>
   static void accumulate(const TileTarget& t, const Bf16Operand& op, int64_t row0,
-                         int64_t block, int64_t k0, int64_t k1) {
-    bf16_accumulate<R, 4>(t, op, row0, block, k0, k1);
+                         int64_t block, int64_t k0, int64_t k1, const WeightPrefetch& prefetch) {
+    bf16_accumulate<R, 4>(t, op, row0, block, k0, k1, prefetch);
+  }
+  static WeightRange pass_weights(const Bf16Operand& op, int64_t block, int64_t k0, int64_t k1) {
+    return bf16_pass_weights<4>(op, block, k0, k1);
   }
   static void gate_math(const FusedStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
     block_units<ForwardUnitsFloatPreact, Bf16, Bf16RowPackLanes>(a.pointwise, row0, rows, block);
@@ -150,8 +163,11 @@ struct Bf16StateTile : StateTile<Math, uint16_t> {
   static constexpr int64_t kInnerChunk = kBf16InnerChunk;
   template <int R>
   static void accumulate(const TileTarget& t, const Bf16Operand& op, int64_t row0,
-                         int64_t block, int64_t k0, int64_t k1) {
-    bf16_accumulate<R, Base::kVectors>(t, op, row0, block, k0, k1);
+                         int64_t block, int64_t k0, int64_t k1, const WeightPrefetch& prefetch) {
+    bf16_accumulate<R, Base::kVectors>(t, op, row0, block, k0, k1, prefetch);
+  }
+  static WeightRange pass_weights(const Bf16Operand& op, int64_t block, int64_t k0, int64_t k1) {
+    return bf16_pass_weights<Base::kVectors>(op, block, k0, k1);
   }
   static void gate_math(const FusedStateStepArgs& a, int64_t row0, int64_t rows, int64_t block) {
     Base::template units_of_block<StateForwardFloatPreact<Math>::template Units, Bf16,
