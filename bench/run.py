@@ -27,6 +27,7 @@ from cases import (  # noqa: E402
     STATE_FAMILIES,
     STATE_LAYER_IMPLS,
     Case,
+    bf16_shapes,
     build_runners,
     environment,
     parity,
@@ -48,10 +49,12 @@ def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
                 cases.append((Case(shape, mode, device, dtype), layer_impls))
     if device == "cpu" and not quick:
         # bfloat16 on the CPU: fused vs nn.LSTM (and the GEMM rooflines) on the main shapes
-        for shape in MAIN_SHAPES:
+        rooflines = tuple(i for i in ROOFLINE_IMPLS
+                          if roofline_available(i, device, torch.bfloat16))
+        for shape in bf16_shapes():
             for mode in MODES:
                 cases.append((Case(shape, mode, device, torch.bfloat16),
-                              ("fused", "nn", *ROOFLINE_IMPLS)))
+                              ("fused", "nn", *rooflines)))
     for dtype in CELL_DTYPES:
         for shape in CELL_SHAPES[:2] if quick else CELL_SHAPES:
             for mode in MODES:
@@ -61,7 +64,8 @@ def plan(device: str, quick: bool) -> list[tuple[Case, tuple[str, ...]]]:
     state_dtypes = [torch.float32] + ([torch.bfloat16] if device == "cpu" and not quick else [])
     for family in STATE_FAMILIES:
         for dtype in state_dtypes:
-            for shape in MAIN_SHAPES[:1] if quick else MAIN_SHAPES:
+            shapes = bf16_shapes() if dtype == torch.bfloat16 else MAIN_SHAPES
+            for shape in shapes[:1] if quick else shapes:
                 for mode in MODES:
                     cases.append((Case(shape, mode, device, dtype, family), STATE_LAYER_IMPLS))
         for dtype in CELL_DTYPES[:1] if quick else CELL_DTYPES:
