@@ -40,10 +40,17 @@ bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls)
 bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                           bool inference) {
   const int64_t forced = forced_input_fusion();
-  const int64_t min_rows = inference ? kInputFusionMinRows : kInputFusionMinRowsTraining;
-  return w_ih.defined() && forced != kInputFusionOff && w_ih.scalar_type() == at::kFloat &&
-         w_ih.device().is_cpu() && w_ih.dim() == 2 && w_ih.size(0) == w_hh.size(0) &&
-         w_ih.size(1) > 0 && (max_rows >= min_rows || forced == kInputFusionOn);
+  if (!w_ih.defined() || forced == kInputFusionOff || w_ih.scalar_type() != at::kFloat ||
+      !w_ih.device().is_cpu() || w_ih.dim() != 2 || w_ih.size(0) != w_hh.size(0) ||
+      w_ih.size(1) == 0) {
+    return false;
+  }
+  if (forced == kInputFusionOn) return true;
+  const bool streamed = (w_ih.numel() + w_hh.numel()) * 4 > kInputFusedMaxWeightBytes;
+  const int64_t min_rows = !inference ? kInputFusionMinRowsTraining
+                           : streamed ? kStreamedInputFusionMinRows
+                                      : kInputFusionMinRows;
+  return max_rows >= min_rows;
 }
 
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
@@ -51,12 +58,13 @@ bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int
   if (fused_step_applies(w_hh, max_rows, calls)) return true;
   // forced fused: applied above; forced gemm: never
   if (forced_strategy() != kAuto || aten_gemms_only() || calls <= 1) return false;
-  if (!input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) ||
-      w_hh.scalar_type() != at::kFloat) {
-    return false;
+  if (w_hh.scalar_type() != at::kFloat || max_rows > kInputFusedMaxRows) return false;
+  const int64_t weight_bytes = ((w_ih.defined() ? w_ih.numel() : 0) + w_hh.numel()) * 4;
+  if (std::string(selected_row_kernels().capability) == "AVX2") {
+    return weight_bytes <= kInputFusedMaxWeightBytesAvx2;
   }
-  const int64_t weight_bytes = (w_ih.numel() + w_hh.numel()) * 4;
-  return max_rows <= kInputFusedMaxRows && weight_bytes <= kInputFusedMaxWeightBytes;
+  return input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) &&
+         weight_bytes <= kInputFusedMaxWeightBytes;
 }
 
 const Bf16FusedKernels* selected_bf16_fused_kernels() {

@@ -35,6 +35,15 @@ constexpr int64_t kFusedStepMaxRows = 32;
 // spare, up to 256 rows (docs/performance.md).
 constexpr int64_t kInputFusedMaxWeightBytes = int64_t{20} << 20;
 constexpr int64_t kInputFusedMaxRows = 256;
+// With the AVX2 kernels (AMD Zen 3) the fused step, with or without input fusion, beat a GEMM
+// per step at every size measured, weights streamed from memory included (H = 2048: 128 MiB),
+// LSTM, GRU and RNN alike (docs/performance-by-machine.md). The AVX-512 rule above is unchanged
+// (not measured there).
+constexpr int64_t kInputFusedMaxWeightBytesAvx2 = int64_t{128} << 20;
+// Weights past kInputFusedMaxWeightBytes stream from memory at every step: there input fusion
+// (W_ih streamed too) pays from 32 rows; below, the input projection is one GEMM (LSTM B = 8,
+// H = 1024: 0.63-0.71 of nn.LSTM without input fusion, 0.83-0.85 with it).
+constexpr int64_t kStreamedInputFusionMinRows = 32;
 
 // Multiply-accumulates per step that one more thread must get to repay the wait for the other
 // slices at every step (see slices_for).
@@ -56,8 +65,8 @@ constexpr int64_t kInputFusionMinRowsTraining = 8;
 bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                           bool inference);
 
-// Whether the fused step applies in inference, with input fusion: fused_step_applies, or the
-// wider inference rule above.
+// Whether the fused step applies in inference: fused_step_applies, or the wider inference rule
+// above (with input fusion; with the AVX2 kernels, with or without it).
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
                              int64_t calls);
 
