@@ -151,7 +151,8 @@ class GemmRoofline:
     """The roofline columns: the same GEMM FLOPs as the LSTM (lstm_gemms), each product into a
     preallocated output and nothing else: no gate math, no allocation. `mm_roofline` runs them as
     torch.mm (ATen's GEMM: MKL on the CPU, cuBLAS on the GPU); `onednn_roofline` as oneDNN's
-    inner product (mkldnn._linear_pointwise, CPU), which is 2x faster than MKL on AMD CPUs. How
+    inner product (mkldnn._linear_pointwise, CPU), which is 2x faster than MKL on AMD CPUs with
+    AVX-512. How
     far an implementation is from the time of its GEMMs alone."""
 
     def __init__(self, s: Shape, mode: str, device: str, dtype: torch.dtype, onednn: bool):

@@ -197,8 +197,9 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
              "one product per step, and in training the backward's per-step product, weight and "
              "input gradients), nothing else. `at::mm`: torch.mm into preallocated outputs (MKL "
              "on the CPU); `oneDNN GEMM`: mkldnn._linear_pointwise, which allocates each output "
-             "(on AMD CPUs oneDNN runs about 2x faster than MKL, so fusedlstm, which uses it, can "
-             "beat the at::mm roofline).",
+             "(on AMD CPUs with AVX-512 oneDNN runs about 2x faster than MKL, so fusedlstm, which "
+             "uses it, can beat the at::mm roofline; on an AVX2-only AMD Zen 3 the two are "
+             "even on large products and MKL is faster on small ones).",
              f"- total run time {results['elapsed_s']:.0f} s", ""]
     if env["device"] == "cpu" and not env.get("onednn_bf16", True):
         lines[-1:] = ["- bfloat16: this CPU's oneDNN has no bfloat16 kernels (they need AVX-512 or "

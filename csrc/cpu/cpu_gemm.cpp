@@ -3,6 +3,9 @@
 #include <fusedlstm/switches.h>
 
 #include "onednn_linear.h"
+#include "pointwise_cpu.h"
+
+#include <string>
 
 namespace fusedlstm::cpu {
 
@@ -12,6 +15,14 @@ namespace {
 
 bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
   return rows * cols * inner >= kOneDnnMinMacs && onednn_linear_available(dtype);
+}
+
+// worth_onednn for a product whose weight oneDNN gets unpacked (kOneDnnUnpackedMinMacsAvx2).
+bool worth_unpacked_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
+  static const int64_t min_macs =
+      std::string(selected_row_kernels().capability) == "AVX2" ? kOneDnnUnpackedMinMacsAvx2
+                                                                 : kOneDnnMinMacs;
+  return rows * cols * inner >= min_macs && onednn_linear_available(dtype);
 }
 
 at::Tensor widened(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
@@ -39,7 +50,8 @@ at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::T
   if (computed_in_float(x.scalar_type())) {
     return linear(widened(x), widened(w), widened(bias)).to(x.scalar_type());
   }
-  if (!aten_gemms_only() && worth_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
+  if (!aten_gemms_only() &&
+      worth_unpacked_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
     return onednn_linear(x, w, bias);
   }
   return AtenGemm::linear(x, w, bias);
@@ -50,7 +62,7 @@ at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
     return matmul(widened(a), widened(b)).to(a.scalar_type());
   }
   if (!aten_gemms_only() && a.is_contiguous() &&
-      worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+      worth_unpacked_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
     return onednn_linear(a, b.t(), at::Tensor());
   }
   return at::mm(a, b);
@@ -61,7 +73,7 @@ at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
     return matmul_tn(widened(a), widened(b)).to(a.scalar_type());
   }
   if (aten_gemms_only() || mkl_weight_grads(a.scalar_type()) ||
-      !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
+      !worth_unpacked_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
     return at::mm(a.t(), b);
   }
   // oneDNN wants its activation operand row-major, so one operand is copied transposed: the
@@ -83,7 +95,10 @@ CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_r
   // oneDNN computes x w^T with w (out, in); op(W) = W^T means w = W, op(W) = W means w = W^T.
   const at::Tensor w = transpose ? weight_used : weight_used.t();
   const bool repeated = calls > 1;  // packing costs about one multiply: worth it only then
-  if (worth_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1))) {
+  const bool onednn =
+      repeated ? worth_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1))
+               : worth_unpacked_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1));
+  if (onednn) {
     onednn_weight_ = repeated ? onednn_pack_weight(w, max_rows) : w;
   } else if (repeated && max_rows >= kMklPackMinRows && weight_used.scalar_type() == at::kFloat &&
              MklPackedWeight::available()) {
