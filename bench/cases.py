@@ -78,12 +78,18 @@ def shapes_for(device: str, quick: bool) -> list[Shape]:
     return shapes
 
 
+def onednn_has_bf16() -> bool:
+    """Whether this CPU's oneDNN has bfloat16 kernels (AVX-512 or AVX2-VNNI-2; not an AVX2-only
+    CPU such as AMD Zen 3)."""
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def bf16_shapes() -> list[Shape]:
     """The CPU's bfloat16 rows. Where oneDNN has no bfloat16 kernels (an AVX2-only CPU such as
     AMD Zen 3), nn.LSTM's bfloat16 and torch.mm's take ATen's reference GEMM: ~6 s for one
     fastrnns forward and ~100 s for its roofline (10x and 160x fusedlstm's 0.6 s), so there only
     the small shapes run, without roofline columns, and make bench keeps its time."""
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if onednn_has_bf16():
         return MAIN_SHAPES
     return [s for s in MAIN_SHAPES if s.T * s.B * s.H * (s.I + s.H) * s.layers < 2 * 10**8]
 
@@ -152,8 +158,7 @@ class GemmRoofline:
     preallocated output and nothing else: no gate math, no allocation. `mm_roofline` runs them as
     torch.mm (ATen's GEMM: MKL on the CPU, cuBLAS on the GPU); `onednn_roofline` as oneDNN's
     inner product (mkldnn._linear_pointwise, CPU), which is 2x faster than MKL on AMD CPUs with
-    AVX-512. How
-    far an implementation is from the time of its GEMMs alone."""
+    AVX-512. How far an implementation is from the time of its GEMMs alone."""
 
     def __init__(self, s: Shape, mode: str, device: str, dtype: torch.dtype, onednn: bool):
         def make(*shape):
@@ -179,11 +184,9 @@ class GemmRoofline:
 
 def roofline_available(impl: str, device: str, dtype: torch.dtype = torch.float32) -> bool:
     """oneDNN's inner product runs on the CPU only. In bfloat16 on a CPU whose oneDNN has no
-    bfloat16 kernel (AVX-512 or AVX2-VNNI-2 needed: not an AVX2-only CPU such as AMD Zen 3)
-    neither roofline is one: oneDNN refuses the product and torch.mm takes ATen's reference
-    GEMM."""
-    if device == "cpu" and dtype == torch.bfloat16 \
-            and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    bfloat16 kernel neither roofline is one: oneDNN refuses the product and torch.mm takes
+    ATen's reference GEMM."""
+    if device == "cpu" and dtype == torch.bfloat16 and not onednn_has_bf16():
         return False
     return impl != "onednn_roofline" or (device == "cpu" and torch.backends.mkldnn.is_available())
 
@@ -310,7 +313,7 @@ def environment(device: str) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cuda_kernels": _build_info.CUDA_COMPILED,
         "device": device,
-        "onednn_bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+        "onednn_bf16": onednn_has_bf16(),
     }
     try:
         with open("/proc/cpuinfo") as f:

@@ -200,14 +200,14 @@ def write(results: dict, out_dir: Path, suffix: str = "") -> list[Path]:
              "(on AMD CPUs with AVX-512 oneDNN runs about 2x faster than MKL, so fusedlstm, which "
              "uses it, can beat the at::mm roofline; on an AVX2-only AMD Zen 3 the two are "
              "even on large products and MKL is faster on small ones).",
-             f"- total run time {results['elapsed_s']:.0f} s", ""]
+             f"- total run time {results['elapsed_s']:.0f} s"]
     if env["device"] == "cpu" and not env.get("onednn_bf16", True):
-        lines[-1:] = ["- bfloat16: this CPU's oneDNN has no bfloat16 kernels (they need AVX-512 or "
-                      "AVX2-VNNI-2), so nn.LSTM / nn.GRU / nn.RNN and torch.mm take ATen's "
-                      "reference GEMM in bfloat16 (a fastrnns forward ~6 s): the bfloat16 rows "
-                      "cover the small shapes only (bench/cases.py `bf16_shapes`), without "
-                      "roofline columns.", ""]
-    lines += ["## Summary", ""]
+        lines.append("- bfloat16: this CPU's oneDNN has no bfloat16 kernels (they need AVX-512 or "
+                     "AVX2-VNNI-2), so nn.LSTM / nn.GRU / nn.RNN and torch.mm take ATen's "
+                     "reference GEMM in bfloat16 (a fastrnns forward ~6 s): the bfloat16 rows "
+                     "cover the small shapes only (bench/cases.py `bf16_shapes`), without "
+                     "roofline columns.")
+    lines += ["", "## Summary", ""]
     lines += summary_table(records) + [""]
     if any(family_of(r) != "lstm" for r in records):
         lines += ["GRU and Elman RNN (tanh) against nn.GRU / nn.RNN (ATen's own; the CPU has "

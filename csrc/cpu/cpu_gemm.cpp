@@ -5,23 +5,16 @@
 #include "onednn_linear.h"
 #include "pointwise_cpu.h"
 
-#include <string>
-
 namespace fusedlstm::cpu {
 
 bool aten_gemms_only() { return switch_value(Switch::kCpuGemm) == kCpuGemmAten; }
 
 namespace {
 
-bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
-  return rows * cols * inner >= kOneDnnMinMacs && onednn_linear_available(dtype);
-}
-
-// worth_onednn for a product whose weight oneDNN gets unpacked (kOneDnnUnpackedMinMacsAvx2).
-bool worth_unpacked_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner) {
-  static const int64_t min_macs =
-      std::string(selected_row_kernels().capability) == "AVX2" ? kOneDnnUnpackedMinMacsAvx2
-                                                                 : kOneDnnMinMacs;
+// packed: oneDNN gets the weight reordered once (a repeated step GEMM), not at every call.
+bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inner, bool packed) {
+  const int64_t min_macs =
+      packed || !avx2_row_kernels() ? kOneDnnMinMacs : kOneDnnUnpackedMinMacsAvx2;
   return rows * cols * inner >= min_macs && onednn_linear_available(dtype);
 }
 
@@ -51,7 +44,7 @@ at::Tensor CpuGemm::linear(const at::Tensor& x, const at::Tensor& w, const at::T
     return linear(widened(x), widened(w), widened(bias)).to(x.scalar_type());
   }
   if (!aten_gemms_only() &&
-      worth_unpacked_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1))) {
+      worth_onednn(x.scalar_type(), x.size(0), w.size(0), x.size(1), /*packed=*/false)) {
     return onednn_linear(x, w, bias);
   }
   return AtenGemm::linear(x, w, bias);
@@ -62,7 +55,7 @@ at::Tensor CpuGemm::matmul(const at::Tensor& a, const at::Tensor& b) {
     return matmul(widened(a), widened(b)).to(a.scalar_type());
   }
   if (!aten_gemms_only() && a.is_contiguous() &&
-      worth_unpacked_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1))) {
+      worth_onednn(a.scalar_type(), a.size(0), b.size(1), a.size(1), /*packed=*/false)) {
     return onednn_linear(a, b.t(), at::Tensor());
   }
   return at::mm(a, b);
@@ -73,7 +66,7 @@ at::Tensor CpuGemm::matmul_tn(const at::Tensor& a, const at::Tensor& b) {
     return matmul_tn(widened(a), widened(b)).to(a.scalar_type());
   }
   if (aten_gemms_only() || mkl_weight_grads(a.scalar_type()) ||
-      !worth_unpacked_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0))) {
+      !worth_onednn(a.scalar_type(), a.size(1), b.size(1), a.size(0), /*packed=*/false)) {
     return at::mm(a.t(), b);
   }
   // oneDNN wants its activation operand row-major, so one operand is copied transposed: the
@@ -95,10 +88,7 @@ CpuStepGemm::CpuStepGemm(const at::Tensor& weight, bool transpose, int64_t max_r
   // oneDNN computes x w^T with w (out, in); op(W) = W^T means w = W, op(W) = W means w = W^T.
   const at::Tensor w = transpose ? weight_used : weight_used.t();
   const bool repeated = calls > 1;  // packing costs about one multiply: worth it only then
-  const bool onednn =
-      repeated ? worth_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1))
-               : worth_unpacked_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1));
-  if (onednn) {
+  if (worth_onednn(weight_used.scalar_type(), max_rows, w.size(0), w.size(1), repeated)) {
     onednn_weight_ = repeated ? onednn_pack_weight(w, max_rows) : w;
   } else if (repeated && max_rows >= kMklPackMinRows && weight_used.scalar_type() == at::kFloat &&
              MklPackedWeight::available()) {

@@ -19,9 +19,10 @@ namespace fusedlstm::cpu {
 // in docs/performance.md.
 constexpr int64_t kOneDnnMinMacs = int64_t{1} << 22;
 // The same for one product with an unpacked weight (linear, matmul, matmul_tn, a step GEMM
-// called once: oneDNN reorders the weight at every call) with the AVX2 kernels: on an AMD Zen 3, MKL's at::addmm was as fast
-// or faster up to ~32M multiply-adds (32 x 128 x 1024: oneDNN 1.19x its time, 64 x 512 x 512
-// 1.00-1.14x; 32 x 512 x 2048 1.00, 3200 x 512 x 2048 0.96; docs/performance-by-machine.md).
+// called once: oneDNN reorders the weight at every call) with the AVX2 kernels: on an AMD Zen 3,
+// MKL's at::addmm was as fast or faster up to ~32M multiply-adds (32 x 128 x 1024: oneDNN 1.19x
+// its time, 64 x 512 x 512 1.00-1.14x; 32 x 512 x 2048 1.00, 3200 x 512 x 2048 0.96;
+// docs/performance-by-machine.md).
 constexpr int64_t kOneDnnUnpackedMinMacsAvx2 = int64_t{1} << 25;
 
 // Rows from which a repeated step GEMM packs its weight for MKL. MKL's packed B takes a buffer

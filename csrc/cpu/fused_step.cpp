@@ -23,6 +23,11 @@ int64_t forced_strategy() { return switch_value(Switch::kCpuStep); }
 // measurements; tests run all three).
 int64_t forced_input_fusion() { return switch_value(Switch::kCpuInputFusion); }
 
+// Bytes of float32 W_ih (when defined) and W_hh.
+int64_t float_weight_bytes(const at::Tensor& w_ih, const at::Tensor& w_hh) {
+  return ((w_ih.defined() ? w_ih.numel() : 0) + w_hh.numel()) * 4;
+}
+
 }  // namespace
 
 bool fused_step_applies(const at::Tensor& w_hh, int64_t max_rows, int64_t calls) {
@@ -46,7 +51,7 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_
     return false;
   }
   if (forced == kInputFusionOn) return true;
-  const bool streamed = (w_ih.numel() + w_hh.numel()) * 4 > kInputFusedMaxWeightBytes;
+  const bool streamed = float_weight_bytes(w_ih, w_hh) > kInputFusedMaxWeightBytes;
   const int64_t min_rows = !inference ? kInputFusionMinRowsTraining
                            : streamed ? kStreamedInputFusionMinRows
                                       : kInputFusionMinRows;
@@ -59,10 +64,8 @@ bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int
   // forced fused: applied above; forced gemm: never
   if (forced_strategy() != kAuto || aten_gemms_only() || calls <= 1) return false;
   if (w_hh.scalar_type() != at::kFloat || max_rows > kInputFusedMaxRows) return false;
-  const int64_t weight_bytes = ((w_ih.defined() ? w_ih.numel() : 0) + w_hh.numel()) * 4;
-  if (std::string(selected_row_kernels().capability) == "AVX2") {
-    return weight_bytes <= kInputFusedMaxWeightBytesAvx2;
-  }
+  const int64_t weight_bytes = float_weight_bytes(w_ih, w_hh);
+  if (avx2_row_kernels()) return weight_bytes <= kInputFusedMaxWeightBytesAvx2;
   return input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) &&
          weight_bytes <= kInputFusedMaxWeightBytes;
 }

@@ -34,6 +34,11 @@ const RowKernels& selected_row_kernels() {
   return kernels;
 }
 
+bool avx2_row_kernels() {
+  static const bool avx2 = std::string(selected_row_kernels().capability) == "AVX2";
+  return avx2;
+}
+
 namespace {
 // A pass over a step's rows, split into tasks of rows_per_task rows.
 template <typename Args, typename Kernel>

@@ -153,6 +153,9 @@ RowKernels row_kernels_avx512();
 
 // The kernels chosen for this process (honours ATEN_CPU_CAPABILITY, as ATen's own kernels do).
 const RowKernels& selected_row_kernels();
+// Whether they are the AVX2 ones (no AVX-512), where some back-end rules differ (measured on an
+// AMD Zen 3: fused_step.h, cpu_gemm.h).
+bool avx2_row_kernels();
 
 // The bfloat16 fused steps (fused_step_bf16.cpp, AVX-512 with the BF16 dot product vdpbf16ps),
 // block width 16. Only in x86-64 builds, called only where the CPU has avx512_bf16.
