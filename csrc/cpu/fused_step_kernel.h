@@ -300,24 +300,18 @@ inline void for_each_group(int64_t begin, int64_t end, const Fn& fn) {
 // Runs the shared per-unit code `Units` (ForwardUnits / BackwardUnits, pointwise_cpu_kernel.h) on
 // one vector of units [j0, j0 + V) of rows [row0, row0 + rows): up to kLockstep rows at a time in
 // lockstep (their activations interleave, see vector_activations.h) with the lane policy RowPack
-// (float32 buffers: RowPackLanes), or row by row for a ragged last vector: as one partial vector
-// (float32; unit by unit through libm it cost more than the block's other work) or per lane.
+// (float32 buffers: RowPackLanes), or row by row for a ragged last vector, as one partial vector
+// (unit by unit through libm it cost more than the block's other work).
 template <template <typename, typename> class Units, typename scalar_t = float,
           template <int> class RowPack = RowPackLanes, typename Args>
 inline void vector_units(const Args& a, int64_t row0, int64_t rows, int64_t j0) {
   constexpr int64_t V = FusedVec::size();
   const int64_t lanes = std::min<int64_t>(V, a.hidden - j0);
   if (lanes < V) {
-    for (int64_t row = row0; row < row0 + rows; ++row) {
-      if constexpr (std::is_same_v<scalar_t, float>) {
-        PartialLanes<FloatVectorLanes>::count = lanes;
-        Units<float, PartialLanes<FloatVectorLanes>>::run(a, row, j0);
-      } else {
-        for (int64_t j = j0; j < j0 + lanes; ++j) {
-          Units<scalar_t, ScalarLanes<scalar_t>>::run(a, row, j);
-        }
-      }
-    }
+    using Tail = PartialLanes<typename VectorLanesFor<scalar_t>::type>;
+    static_assert(Tail::Compute::size() == V, "the tail is one native float vector");
+    Tail::count = lanes;
+    for (int64_t row = row0; row < row0 + rows; ++row) Units<scalar_t, Tail>::run(a, row, j0);
     return;
   }
   for_each_group<kLockstep>(row0, row0 + rows, [&](auto n, int64_t row) {
