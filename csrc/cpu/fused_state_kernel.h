@@ -22,8 +22,8 @@ struct StateTile {
   static constexpr int kVectors = Math::kGates == 1 ? kRnnTileVectors : Math::kGates;
   static constexpr int kRows = fused_rows<kVectors>();
 #if defined(CPU_CAPABILITY_AVX512)
-  // The RNN's float32 tile takes the LSTM's six-row tile of four vectors (fused_step_kernel.h).
-  static constexpr int kWideRows = std::is_same_v<T, float> && kVectors == 4 ? 6 : kRows;
+  // The RNN's tile takes the LSTM's six-row tile of four vectors (fused_step_kernel.h).
+  static constexpr int kWideRows = kVectors == 4 ? 6 : kRows;
 #endif
   static constexpr int64_t kInnerChunk = kFusedInnerChunk;
 
