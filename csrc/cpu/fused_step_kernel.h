@@ -400,10 +400,13 @@ struct Float32Tile {
 };
 
 // Per block, the parts of the step that `a.parts` asks for: the input part (input fusion), then
-// the recurrent part, each in k chunks over the row tiles, and the gate math on a tile's units
-// right after its last chunk, while in L1. While a pass runs, its tiles prefetch the weights of
-// the pass after it into L2 (the next step's first pass after the last): where a thread's weights
-// do not fit its L2 they come from L3, and the first tile of a pass would wait for them.
+// the recurrent part, each in k chunks over the row tiles, then the gate math on the block's
+// units while in L1: all its rows in groups of four after the last pass (per tile, a six-row tile
+// ran its rows as 4 + 2, the pair at half the lockstep's overlap; 1-3% of bfloat16 fastrnns and
+// lm-2layer float32 inference), or the one tile's rows. While a pass runs, its tiles prefetch
+// the weights of the pass after it into L2 (the next step's first pass after the last): where a
+// thread's weights do not fit its L2 they come from L3, and the first tile of a pass would wait
+// for them.
 // Tile: the cell's and element type's rows, parts, register tile and gate math (Float32Tile
 // above; the bfloat16 one in fused_step_bf16.cpp; the GRU's and RNN's in fused_state_kernel.h).
 // Args: FusedStepArgs or FusedStateStepArgs.
@@ -452,9 +455,10 @@ inline void fused_forward_blocks_with(const Args& a, int64_t block_begin, int64_
           const int64_t first = lines * row / rows;
           const WeightPrefetch prefetch{next.first + first * 64, lines * (row + R) / rows - first};
           Tile::template accumulate<R>(target, part.op, row, block, k0, k1, prefetch);
-          if (gate_math && k1 == K) Tile::gate_math(a, row, R, block);
+          if (gate_math && k1 == K && !several_tiles) Tile::gate_math(a, row, R, block);
         });
       }
+      if (gate_math && several_tiles) Tile::gate_math(a, 0, rows, block);
     }
   }
 }
