@@ -56,6 +56,7 @@ struct CpuGemm {
   static bool weight_grads_transposed(at::ScalarType dtype) {
     return !aten_gemms_only() && !mkl_weight_grads(dtype);
   }
+  static at::Tensor transposed(const at::Tensor& t);
 };
 
 class CpuStepGemm {

@@ -8,6 +8,7 @@
 //                                 as dW^T = rows^T dgates (the smaller operand first; transposed
 //                                 once at the end), for a product that copies its first operand
 //                                 transposed (oneDNN's), or directly
+//   Backend::transposed(t)        t^T, contiguous (that final transpose)
 //   Backend::StepGemm             out (+)= in op(W), W fixed for a whole call (the per-step GEMM;
 //                                 also the input projection of each chunk of steps)
 //   Backend::FusedStep            the per-step GEMM and the gate math in one pass, where a
@@ -49,6 +50,7 @@ struct AtenGemm {
   }
   // cuBLAS and MKL read a transposed operand in place: dW directly, with no transposed copy.
   static bool weight_grads_transposed(at::ScalarType /*dtype*/) { return false; }
+  static at::Tensor transposed(const at::Tensor& t) { return t.t().contiguous(); }
 };
 
 class AtenStepGemm {

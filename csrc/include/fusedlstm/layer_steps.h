@@ -153,12 +153,18 @@ class WeightGradSum {
       : transposed_(Backend::weight_grads_transposed(dtype)) {}
 
   void add(const at::Tensor& rows, const at::Tensor& grad) {
-    accumulate(total_, transposed_ ? Backend::matmul_tn(rows, grad)
-                                   : Backend::matmul_tn(grad, rows));
+    const at::Tensor part =
+        transposed_ ? Backend::matmul_tn(rows, grad) : Backend::matmul_tn(grad, rows);
+    if (!total_.defined() && at::isReducedFloatingType(part.scalar_type())) {
+      // the float32 sum in a back-end buffer (the CPU's pool: a fresh mapping faults per page)
+      total_ = Backend::empty(part.sizes(), part.options().dtype(at::kFloat)).copy_(part);
+      return;
+    }
+    accumulate(total_, part);
   }
 
   at::Tensor finish(at::ScalarType dtype) const {
-    return finish_sum(transposed_ ? total_.t().contiguous() : total_, dtype);
+    return finish_sum(transposed_ ? Backend::transposed(total_) : total_, dtype);
   }
 
  private:
