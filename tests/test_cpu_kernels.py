@@ -98,9 +98,9 @@ def test_fused_inference_matches_nn_lstm(shape, num_threads, bias):
     assert_matches([out, h_n, c_n], [ref_out, ref_h, ref_c], "inference vs nn.LSTM")
 
 
-# Weights past the inference rule's 20 MiB (W_ih + W_hh: 38.7 MiB at H = 1100): with the AVX2
-# kernels the fused step still runs, without input fusion at 8 rows and with it at 32; elsewhere
-# a GEMM per step. Either way, nn.LSTM's numbers.
+# Weights past the inference rule's 20 MiB (W_ih + W_hh: 38.7 MiB at H = 1100): on AMD CPUs and
+# with the AVX2 kernels the fused step still runs, without input fusion at 8 rows and with it at
+# 32; elsewhere a GEMM per step. Either way, nn.LSTM's numbers.
 @pytest.mark.parametrize("batch", [8, 32])
 def test_inference_with_streamed_weights_matches_nn_lstm(batch):
     ref, ours = make_pair(1100, 1100, torch.float64)

@@ -26,17 +26,22 @@ bool worth_onednn(at::ScalarType dtype, int64_t rows, int64_t cols, int64_t inne
 at::Tensor widened(const at::Tensor& t) { return t.defined() ? t.to(at::kFloat) : t; }
 }  // namespace
 
-bool mkl_weight_grads(at::ScalarType dtype) {
+CpuVendor cpu_vendor() {
 #if defined(FUSEDLSTM_X86_KERNELS)
-  static const bool intel = [] {
+  static const CpuVendor vendor = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_is("intel") != 0;
+    if (__builtin_cpu_is("intel")) return CpuVendor::kIntel;
+    if (__builtin_cpu_is("amd")) return CpuVendor::kAmd;
+    return CpuVendor::kOther;
   }();
-  return intel && dtype == at::kFloat;
+  return vendor;
 #else
-  (void)dtype;
-  return false;
+  return CpuVendor::kOther;
 #endif
+}
+
+bool mkl_weight_grads(at::ScalarType dtype) {
+  return cpu_vendor() == CpuVendor::kIntel && dtype == at::kFloat;
 }
 
 bool computed_in_float(at::ScalarType dtype) {

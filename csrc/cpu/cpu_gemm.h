@@ -48,6 +48,10 @@ bool computed_in_float(at::ScalarType dtype);
 // (docs/performance.md); on AMD CPUs MKL runs generic kernels and oneDNN is 2x faster.
 bool mkl_weight_grads(at::ScalarType dtype);
 
+// The CPU's vendor (x86; kOther elsewhere): rules measured on one vendor's CPUs only.
+enum class CpuVendor { kIntel, kAmd, kOther };
+CpuVendor cpu_vendor();
+
 struct CpuGemm {
   static at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
   static at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);

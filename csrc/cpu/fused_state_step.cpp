@@ -25,7 +25,8 @@ FusedStateStep::FusedStateStep(StateCell cell, const at::Tensor& w_hh, int64_t m
                                const c10::optional<at::Tensor>& b_ih,
                                const c10::optional<at::Tensor>& b_hh, bool inference)
     : cell_(cell) {
-  const FusedForwardChoice choice = choose_fused_forward(w_ih, w_hh, max_rows, calls, inference);
+  const FusedForwardChoice choice = choose_fused_forward(w_ih, w_hh, max_rows, calls, inference,
+                                                         state_tile_vectors(cell));
   if (!choice.applies) return;
   dtype_ = choice.dtype;
   const int64_t width = choice.width;

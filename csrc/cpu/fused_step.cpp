@@ -59,13 +59,17 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_
 }
 
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
-                             int64_t calls) {
+                             int64_t calls, int tile_vectors) {
   if (fused_step_applies(w_hh, max_rows, calls)) return true;
   // forced fused: applied above; forced gemm: never
   if (forced_strategy() != kAuto || aten_gemms_only() || calls <= 1) return false;
   if (w_hh.scalar_type() != at::kFloat || max_rows > kInputFusedMaxRows) return false;
   const int64_t weight_bytes = float_weight_bytes(w_ih, w_hh);
-  if (avx2_row_kernels()) return weight_bytes <= kInputFusedMaxWeightBytesAvx2;
+  if (avx2_row_kernels()) return weight_bytes <= kStreamedFusedMaxWeightBytes;
+  if (cpu_vendor() == CpuVendor::kAmd && weight_bytes <= kStreamedFusedMaxWeightBytes &&
+      (tile_vectors >= 4 || max_rows < kStreamedInputFusionMinRows)) {
+    return true;
+  }
   return input_fusion_applies(w_ih, w_hh, max_rows, /*inference=*/true) &&
          weight_bytes <= kInputFusedMaxWeightBytes;
 }
@@ -137,13 +141,15 @@ int64_t slices_for(int64_t macs_per_step, int64_t blocks) {
 }
 
 FusedForwardChoice choose_fused_forward(const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                        int64_t max_rows, int64_t calls, bool inference) {
+                                        int64_t max_rows, int64_t calls, bool inference,
+                                        int tile_vectors) {
   if (w_hh.scalar_type() == at::kBFloat16) {
     if (!bf16_fused_applies(w_ih, w_hh, max_rows, calls)) return {};
     // the bfloat16 step always computes its input part
     return {true, at::kBFloat16, kBf16BlockWidth, /*fuse_input=*/true};
   }
-  const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls)
+  const bool applies = inference ? fused_inference_applies(w_ih, w_hh, max_rows, calls,
+                                                           tile_vectors)
                                  : fused_step_applies(w_hh, max_rows, calls);
   if (!applies) return {};
   return {true, at::kFloat, selected_row_kernels().block_width,
@@ -153,7 +159,8 @@ FusedForwardChoice choose_fused_forward(const at::Tensor& w_ih, const at::Tensor
 FusedRecurrentStep::FusedRecurrentStep(const at::Tensor& w_hh, int64_t max_rows, int64_t calls,
                                        const at::Tensor& w_ih, const at::Tensor& bias,
                                        bool inference) {
-  const FusedForwardChoice choice = choose_fused_forward(w_ih, w_hh, max_rows, calls, inference);
+  const FusedForwardChoice choice =
+      choose_fused_forward(w_ih, w_hh, max_rows, calls, inference, /*tile_vectors=*/4);
   if (!choice.applies) return;
   dtype_ = choice.dtype;
   width_ = choice.width;

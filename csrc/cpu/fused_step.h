@@ -35,11 +35,12 @@ constexpr int64_t kFusedStepMaxRows = 32;
 // spare, up to 256 rows (docs/performance.md).
 constexpr int64_t kInputFusedMaxWeightBytes = int64_t{20} << 20;
 constexpr int64_t kInputFusedMaxRows = 256;
-// With the AVX2 kernels (AMD Zen 3) the fused step, with or without input fusion, beat a GEMM
+// With the AVX2 kernels (an AMD Zen 3) the fused step, with or without input fusion, beat a GEMM
 // per step at every size measured, weights streamed from memory included (H = 2048: 128 MiB),
-// LSTM, GRU and RNN alike (docs/performance-by-machine.md). The AVX-512 rule above is unchanged
-// (not measured there).
-constexpr int64_t kInputFusedMaxWeightBytesAvx2 = int64_t{128} << 20;
+// LSTM, GRU and RNN alike; on an AMD Zen 5 with AVX-512 the LSTM's and RNN's too, the GRU's
+// (a tile of 3 vectors) only below kStreamedInputFusionMinRows rows, without input fusion
+// (docs/performance-by-machine.md). Intel CPUs with AVX-512 keep the rule above (not measured).
+constexpr int64_t kStreamedFusedMaxWeightBytes = int64_t{128} << 20;
 // Weights past kInputFusedMaxWeightBytes stream from memory at every step: there input fusion
 // (W_ih streamed too) pays from 32 rows; below, the input projection is one GEMM (LSTM B = 8,
 // H = 1024: 0.63-0.71 of nn.LSTM without input fusion, 0.83-0.85 with it).
@@ -66,9 +67,10 @@ bool input_fusion_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_
                           bool inference);
 
 // Whether the fused step applies in inference: fused_step_applies, or the wider inference rule
-// above (with input fusion; with the AVX2 kernels, with or without it).
+// above (with input fusion; with the AVX2 kernels and on AMD CPUs, with or without it).
+// tile_vectors: the cell's register tile's vectors per row (LSTM and RNN 4, GRU 3).
 bool fused_inference_applies(const at::Tensor& w_ih, const at::Tensor& w_hh, int64_t max_rows,
-                             int64_t calls);
+                             int64_t calls, int tile_vectors);
 
 // bfloat16 (CPUs with avx512_bf16; the forward with input fusion): the fused steps do a k pair
 // per instruction and win wherever measured, in inference and training alike, up to 1024 rows
@@ -95,7 +97,8 @@ struct FusedForwardChoice {
   bool fuse_input = false;
 };
 FusedForwardChoice choose_fused_forward(const at::Tensor& w_ih, const at::Tensor& w_hh,
-                                        int64_t max_rows, int64_t calls, bool inference);
+                                        int64_t max_rows, int64_t calls, bool inference,
+                                        int tile_vectors);
 
 // Threads (slices of `blocks` blocks) for steps of `macs_per_step`: one unless each thread gets
 // enough work per step to repay the per-step wait.
