@@ -79,9 +79,9 @@ inline __m512bh broadcast_pair(const uint16_t* row, int64_t k, bool full) {
 // inlined: inside the pass loop of its caller GCC kept the GRU's 4 x 3 accumulators on the stack
 // (bfloat16 GRU inference T=100 B=64 H=512 26 -> 58 ms).
 template <int R, int C>
-__attribute__((noinline)) FUSEDLSTM_FLATTEN inline void bf16_accumulate(const TileTarget& t, const Bf16Operand& op,
-                                               int64_t row0, int64_t block, int64_t k0,
-                                               int64_t k1, const WeightPrefetch& prefetch) {
+__attribute__((noinline)) FUSEDLSTM_FLATTEN inline void bf16_accumulate(
+    const TileTarget& t, const Bf16Operand& op, int64_t row0, int64_t block, int64_t k0,
+    int64_t k1, const WeightPrefetch& prefetch) {
   const int64_t K = op.inner;
   const int64_t pairs = (K + 1) / 2;
   const uint16_t* w = op.packed + block * pairs * C * V * 2;
