@@ -401,12 +401,13 @@ struct Float32Tile {
 
 // Per block, the parts of the step that `a.parts` asks for: the input part (input fusion), then
 // the recurrent part, each in k chunks over the row tiles, then the gate math on the block's
-// units while in L1: all its rows in groups of four after the last pass (per tile, a six-row tile
-// ran its rows as 4 + 2, the pair at half the lockstep's overlap; 1-3% of bfloat16 fastrnns and
-// lm-2layer float32 inference), or the one tile's rows. While a pass runs, its tiles prefetch
-// the weights of the pass after it into L2 (the next step's first pass after the last): where a
-// thread's weights do not fit its L2 they come from L3, and the first tile of a pass would wait
-// for them.
+// units while in L1: after each tile's last pass, or, for tiles whose rows split a lockstep
+// group, all the block's rows in groups of four after the last pass (per tile, a six-row tile
+// ran its rows as 4 + 2, the pair at half the lockstep's overlap: 1-3% of bfloat16 fastrnns and
+// lm-2layer float32 inference; the GRU's 4-row tiles keep theirs). While a pass runs, its tiles
+// prefetch the weights of the pass after it into L2 (the next step's first pass after the last):
+// where a thread's weights do not fit its L2 they come from L3, and the first tile of a pass
+// would wait for them.
 // Tile: the cell's and element type's rows, parts, register tile and gate math (Float32Tile
 // above; the bfloat16 one in fused_step_bf16.cpp; the GRU's and RNN's in fused_state_kernel.h).
 // Args: FusedStepArgs or FusedStateStepArgs.
@@ -422,6 +423,11 @@ inline void fused_forward_blocks_with(const Args& a, int64_t block_begin, int64_
   // With one tile of rows, a pass streams its weights once, as the hardware prefetcher expects,
   // and the tile's loads are its bottleneck: no prefetch, no k passes.
   const bool several_tiles = rows > Tile::kRows;
+  // Tiles whose rows are not whole lockstep groups (6 = 4 + 2; AVX2's 3) leave their gate math
+  // to the end of the block, where the rows go in groups of four.
+  constexpr bool kSplitsLockstep =
+      Tile::kRows % kLockstep != 0 || wide_rows<Tile>() % kLockstep != 0;
+  const bool block_gate_math = several_tiles && kSplitsLockstep;
   const auto k_step = [&](const Part& part) {
     return several_tiles ? Tile::kInnerChunk : std::max<int64_t>(part.op.inner, 1);
   };
@@ -455,10 +461,10 @@ inline void fused_forward_blocks_with(const Args& a, int64_t block_begin, int64_
           const int64_t first = lines * row / rows;
           const WeightPrefetch prefetch{next.first + first * 64, lines * (row + R) / rows - first};
           Tile::template accumulate<R>(target, part.op, row, block, k0, k1, prefetch);
-          if (gate_math && k1 == K && !several_tiles) Tile::gate_math(a, row, R, block);
+          if (gate_math && k1 == K && !block_gate_math) Tile::gate_math(a, row, R, block);
         });
       }
-      if (gate_math && several_tiles) Tile::gate_math(a, 0, rows, block);
+      if (gate_math && block_gate_math) Tile::gate_math(a, 0, rows, block);
     }
   }
 }
