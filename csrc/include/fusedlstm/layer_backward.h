@@ -205,11 +205,11 @@ class LayerBackward {
     grad_w_ih_.add(x_.narrow(0, row_lo, n), chunk_grad_gates);
     grad_w_hh_.add(previous_h_rows(s_, reverse_, out_rows_, h0_, rows_of_chunk),
                    chunk_grad_gates);
-    accumulate(grad_bias_, chunk_grad_gates.sum(0));
+    accumulate<Backend>(grad_bias_, chunk_grad_gates.sum(0));
     if (has_proj_) {
       const at::Tensor m = saved_gates_.narrow(0, row_lo, n).narrow(1, 3 * H_, H_) *
                            at::tanh(saved_cells_.narrow(0, row_lo, n));
-      accumulate(grad_w_hr_, Backend::matmul_tn(grad_h_chunk_.narrow(0, 0, n), m));
+      accumulate<Backend>(grad_w_hr_, Backend::matmul_tn(grad_h_chunk_.narrow(0, 0, n), m));
     }
   }
 

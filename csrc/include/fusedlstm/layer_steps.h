@@ -129,12 +129,16 @@ inline at::Tensor previous_h_rows(const StepSchedule& s, bool reverse, const at:
 }
 
 // Adds `part` into the running sum `total` (defined by the first part). Reduced-precision sums
-// are kept in float32 and rounded once at the end (see finish_sum).
-inline void accumulate(at::Tensor& total, const at::Tensor& part) {
-  if (!total.defined()) {
-    total = at::isReducedFloatingType(part.scalar_type()) ? part.to(at::kFloat) : part;
-  } else {
+// are kept in float32, in a back-end buffer (the CPU's pool: a fresh mapping faults per page),
+// and rounded once at the end (see finish_sum).
+template <class Backend>
+void accumulate(at::Tensor& total, const at::Tensor& part) {
+  if (total.defined()) {
     total.add_(part);
+  } else if (at::isReducedFloatingType(part.scalar_type())) {
+    total = Backend::empty(part.sizes(), part.options().dtype(at::kFloat)).copy_(part);
+  } else {
+    total = part;
   }
 }
 
@@ -153,14 +157,8 @@ class WeightGradSum {
       : transposed_(Backend::weight_grads_transposed(dtype)) {}
 
   void add(const at::Tensor& rows, const at::Tensor& grad) {
-    const at::Tensor part =
-        transposed_ ? Backend::matmul_tn(rows, grad) : Backend::matmul_tn(grad, rows);
-    if (!total_.defined() && at::isReducedFloatingType(part.scalar_type())) {
-      // the float32 sum in a back-end buffer (the CPU's pool: a fresh mapping faults per page)
-      total_ = Backend::empty(part.sizes(), part.options().dtype(at::kFloat)).copy_(part);
-      return;
-    }
-    accumulate(total_, part);
+    accumulate<Backend>(total_, transposed_ ? Backend::matmul_tn(rows, grad)
+                                            : Backend::matmul_tn(grad, rows));
   }
 
   at::Tensor finish(at::ScalarType dtype) const {

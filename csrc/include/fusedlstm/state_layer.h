@@ -313,8 +313,8 @@ state_layer_backward_impl(StateCell cell, const at::Tensor& grad_output,
     if (need_weight_grads) {
       grad_w_ih.add(x.narrow(0, c.row_lo, n), chunk_input_side);
       grad_w_hh.add(h_prev_rows, chunk_recurrent_side);
-      accumulate(grad_b_ih, chunk_input_side.sum(0));
-      if (sides_differ) accumulate(grad_b_hh, chunk_recurrent_side.sum(0));
+      accumulate<Backend>(grad_b_ih, chunk_input_side.sum(0));
+      if (sides_differ) accumulate<Backend>(grad_b_hh, chunk_recurrent_side.sum(0));
     }
   }
   const at::ScalarType dtype = input.scalar_type();
