@@ -75,43 +75,24 @@ at::Tensor pack_float_blocks(int64_t blocks, int64_t inner, int64_t width, int v
   return packed;
 }
 
-// The forward's float32 weight by transposes: vector c of a block is `lanes` rows of W (lane =
-// row) whose k run along the row.
-at::Tensor pack_forward_float(const at::Tensor& w, int64_t blocks, int64_t width, int vectors,
+// The forward's weight by transposes, its rows as `inner` 32-bit words each: vector c of a block
+// is `lanes` rows (lane = row) whose words run along the row. Words are float32 elements, or
+// bfloat16 k pairs: the bfloat16 layout [block][k / 2][vector][lane][k % 2] is the float32 one
+// over pairs (element by element, packing took 6% of a bfloat16 layer's inference with
+// I = H = 200). The transposes only move bits.
+at::Tensor pack_forward_words(const float* words, int64_t inner, const at::TensorOptions& options,
+                              int64_t blocks, int64_t width, int vectors,
                               const TileColumns& columns) {
-  const int64_t inner = w.size(1);
-  const float* src = w.const_data_ptr<float>();
   const TransposeFn transpose = selected_row_kernels().transpose;
   return pack_float_blocks(
-      blocks, inner, width, vectors, w.options(),
+      blocks, inner, width, vectors, options.dtype(at::kFloat),
       [&](int64_t block, int c, float* out, int64_t k_stride) {
         const int64_t lanes = columns.lanes(block, c, width);
         if (lanes > 0) {
-          transpose(src + columns.column(block, c) * inner, inner, out, k_stride, lanes, inner);
+          transpose(words + columns.column(block, c) * inner, inner, out, k_stride, lanes, inner);
         }
         return lanes;
       });
-}
-
-// The forward's bfloat16 weight with an even `inner` by the same transposes: each k pair of a
-// row is one 32-bit word, and the bfloat16 layout [block][k / 2][vector][lane][k % 2] is the
-// float32 one over those words (element by element, packing took 6% of a bfloat16 layer's
-// inference with I = H = 200). The transposes only move bits.
-at::Tensor pack_forward_bf16_pairs(const at::Tensor& w, int64_t blocks, int64_t width,
-                                   int vectors, const TileColumns& columns) {
-  const int64_t pairs = w.size(1) / 2;
-  const float* words = static_cast<const float*>(w.const_data_ptr());
-  const TransposeFn transpose = selected_row_kernels().transpose;
-  const at::Tensor packed = pack_float_blocks(
-      blocks, pairs, width, vectors, w.options().dtype(at::kFloat),
-      [&](int64_t block, int c, float* out, int64_t k_stride) {
-        const int64_t lanes = columns.lanes(block, c, width);
-        if (lanes > 0) {
-          transpose(words + columns.column(block, c) * pairs, pairs, out, k_stride, lanes, pairs);
-        }
-        return lanes;
-      });
-  return packed.view(at::kBFloat16);
 }
 
 // The backward's float32 W_hh: lane j of row (gate, u) is already consecutive, so each (u, gate)
@@ -139,10 +120,15 @@ at::Tensor pack_forward_weight(const at::Tensor& weight, int64_t blocks, int64_t
                                int vectors, const TileColumns& columns) {
   const at::Tensor w = weight.contiguous();
   const int64_t inner = w.size(1);
-  if (w.scalar_type() == at::kFloat) return pack_forward_float(w, blocks, width, vectors, columns);
+  if (w.scalar_type() == at::kFloat) {
+    return pack_forward_words(w.const_data_ptr<float>(), inner, w.options(), blocks, width,
+                              vectors, columns);
+  }
   const bool word_aligned = reinterpret_cast<uintptr_t>(w.const_data_ptr()) % 4 == 0;
   if (inner % 2 == 0 && word_aligned) {
-    return pack_forward_bf16_pairs(w, blocks, width, vectors, columns);
+    return pack_forward_words(static_cast<const float*>(w.const_data_ptr()), inner / 2,
+                              w.options(), blocks, width, vectors, columns)
+        .view(at::kBFloat16);
   }
   return pack_bf16_elements(w, blocks, width, inner, vectors, columns,
                             [&](int c, int64_t unit, int64_t k) {
